@@ -1,0 +1,191 @@
+"""Typed run configuration: dataclasses with units and help, loaded from YAML with `key=value` overrides.
+
+Every field documents itself through `metadata["help"]`, which `mirrorl <command> --help` prints, so the
+reference of options lives in one place. Loading goes through OmegaConf's structured configs, which
+check types and reject unknown keys; errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+def opt(default, help: str):
+    """A dataclass field with a default and a one-line help text (units in the text or the name)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = opt("runs/demo", "run folder: config, checkpoints, metrics, report")
+    seed: int = opt(0, "seed for data generation, sampling and initialisation")
+    threads: int = opt(0, "torch intra-op threads; 0 = one per physical core (measured fastest for tiny models)")
+    precision: str = opt("bf16", "compute precision for forward/backward: bf16 (autocast, fp32 master weights) or fp32")
+    device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
+
+
+@dataclass
+class ModelConfig:
+    path: str = opt("", "Hugging Face model folder to start from; empty in the demo = create the tiny model")
+    hidden_size: int = opt(256, "tiny model only: hidden size")
+    num_layers: int = opt(4, "tiny model only: transformer layers")
+    num_heads: int = opt(4, "tiny model only: attention heads")
+    chat_template: bool = opt(False, "wrap prompts with the tokenizer's chat template (instruction-tuned models)")
+
+
+@dataclass
+class TaskConfig:
+    data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown or mirrorl format); empty = generated arithmetic")
+    heldout_data: str = opt("", "jsonl of held-out prompts; empty = split heldout_size prompts off `data` (or generate)")
+    levels: list = opt([1, 2, 3, 4], "generated task: difficulty levels (level = number of steps)")
+    heldout_size: int = opt(400, "held-out prompts for evaluation, spread evenly over levels")
+    dev_size: int = opt(100, "dev prompts for SFT early stopping (disjoint from held-out)")
+    rl_prompts: int = opt(4000, "generated task: size of the RL prompt pool (gold answers only, no traces)")
+    warmup_levels: list = opt([1, 2], "generated task: levels that get warm-up chain-of-thought traces")
+    warmup_size: int = opt(300, "generated task: number of verified warm-up traces (scarce, as in the report)")
+    slip_rate: float = opt(0.15, "generated traces: probability a step shows a slip that the check catches")
+
+
+@dataclass
+class SFTConfig:
+    data: str = opt("", "jsonl with `prompt` and `response` fields; empty = generated warm-up traces")
+    lr: float = opt(1e-3, "AdamW learning rate (constant after linear warm-up)")
+    warmup_steps: int = opt(20, "linear learning-rate warm-up, optimizer steps")
+    batch_size: int = opt(32, "sequences per optimizer step")
+    micro_batch_size: int = opt(32, "sequences per forward/backward pass (memory knob, no effect on the math)")
+    max_steps: int = opt(3000, "upper bound on optimizer steps; early stopping usually ends sooner")
+    eval_every: int = opt(50, "optimizer steps between dev evaluations")
+    patience: int = opt(4, "stop after this many dev evaluations without improvement; best weights kept")
+    max_seconds: float = opt(0.0, "stop after this many wall seconds (0 = no limit); used by the SFT control")
+
+
+@dataclass
+class RLConfig:
+    loss: str = opt("k15", "policy loss: k15 (online mirror descent, report eq. 3)")
+    iterations: int = opt(40, "RL iterations (one rollout phase + one training phase each)")
+    prompts_per_iteration: int = opt(32, "prompts sampled per iteration")
+    samples_per_prompt: int = opt(8, "k: responses per prompt; their mean reward is the baseline")
+    tau: float = opt(1.0, "tau: strength of the log-ratio regulariser against the previous iterate")
+    lr: float = opt(2e-4, "AdamW learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    optimizer_steps_per_iteration: int = opt(4, "minibatches per iteration; each takes one optimizer step")
+    drop_uniform_groups: bool = opt(True, "skip groups whose k rewards are all equal: no policy gradient, only their tau term")
+    reset_optimizer: bool = opt(False, "reset optimizer state at the start of every iteration (as in the report)")
+    grad_clip: float = opt(1.0, "max global gradient norm (0 = off)")
+    temperature: float = opt(1.0, "rollout sampling temperature")
+    top_p: float = opt(1.0, "rollout nucleus sampling")
+    max_response_tokens: int = opt(200, "longest response in tokens; longer ones are cut and score 0")
+    micro_batch_size: int = opt(64, "sequences per forward/backward pass (memory knob, no effect on the math)")
+    eval_every: int = opt(10, "iterations between held-out evaluations (and at the end)")
+    save_every: int = opt(10, "iterations between checkpoints (and at the end)")
+    keep_checkpoints: int = opt(2, "most recent checkpoints kept on disk")
+    max_seconds: float = opt(0.0, "stop after this many wall seconds of RL (0 = no limit)")
+
+
+@dataclass
+class EvalConfig:
+    samples: int = opt(1, "responses per prompt; pass@1 is averaged over them")
+    temperature: float = opt(0.0, "0 = greedy decoding")
+    max_response_tokens: int = opt(200, "longest response in tokens")
+    batch_size: int = opt(256, "prompts per generation batch")
+
+
+@dataclass
+class DemoConfig:
+    control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names the file and the key."""
+
+
+_CHOICES = {"run.precision": ("bf16", "fp32"), "rl.loss": ("k15",)}
+_POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.lr",
+             "rl.optimizer_steps_per_iteration", "rl.max_response_tokens", "rl.micro_batch_size",
+             "sft.lr", "sft.batch_size", "sft.max_steps", "sft.eval_every", "eval.samples",
+             "eval.max_response_tokens", "eval.batch_size", "task.heldout_size")
+
+
+def _validate(cfg: Config, source: str) -> None:
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) not in choices:
+            raise ConfigError(f"{source}: {key} must be one of {choices}, got {getattr(getattr(cfg, section), name)!r}")
+    for key in _POSITIVE:
+        section, name = key.split(".")
+        if not getattr(getattr(cfg, section), name) > 0:
+            raise ConfigError(f"{source}: {key} must be > 0, got {getattr(getattr(cfg, section), name)!r}")
+    if cfg.rl.samples_per_prompt < 2:
+        raise ConfigError(f"{source}: rl.samples_per_prompt must be >= 2 (the baseline is the mean of k samples)")
+    batch = cfg.rl.prompts_per_iteration * cfg.rl.samples_per_prompt
+    if batch % cfg.rl.optimizer_steps_per_iteration:
+        raise ConfigError(f"{source}: rl.optimizer_steps_per_iteration ({cfg.rl.optimizer_steps_per_iteration}) "
+                          f"must divide prompts_per_iteration * samples_per_prompt ({batch})")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults <- YAML file <- `section.key=value` overrides, type-checked.
+
+    Raises: ConfigError naming the file (or "command line") and the offending key.
+    """
+    merged = OmegaConf.structured(Config)
+    source = "defaults"
+    try:
+        if path is not None:
+            source = str(path)
+            if not Path(path).is_file():
+                raise ConfigError(f"{path}: config file not found")
+            loaded = OmegaConf.load(path)
+            merged = OmegaConf.merge(merged, loaded)
+        if overrides:
+            source = "command line"
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"command line: overrides must look like section.key=value, got {bad}")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        first_line = str(err).splitlines()[0]
+        raise ConfigError(f"{source}: {'key ' + repr(key) + ': ' if key else ''}{first_line}") from None
+    except Exception as err:  # YAML syntax errors
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {type(err).__name__}: {err}") from None
+    _validate(cfg, source)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the fully resolved config as YAML (loadable again with `load_config`)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+
+def describe(sections: tuple[str, ...]) -> str:
+    """Help text listing every option of the given sections: key, default and meaning."""
+    lines = []
+    for section in sections:
+        cls = {f.name: f.type for f in fields(Config)}[section]
+        cls = globals()[cls] if isinstance(cls, str) else cls
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else f.default_factory()
+            lines.append(f"  {section}.{f.name}={default!s:<10} {f.metadata.get('help', '')}")
+    return "\n".join(lines)

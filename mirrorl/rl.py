@@ -1,0 +1,243 @@
+"""The RL loop: iterative synchronous online mirror descent (report sections 2.3.2 and 2.6.1).
+
+One iteration reads like the algorithm:
+
+    sample prompts -> k rollouts each (policy theta_i) -> rewards -> advantages r - mean(r)
+    -> reference log-probs under theta_i -> optimizer steps on the k1.5 loss -> theta_{i+1}
+    -> push weights to the rollout engine -> theta_{i+1} is the next iteration's reference
+
+Every phase is timed. Checkpoints (HF weights + optimizer, sampler, RNG and counters) are written
+atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a killed run and,
+with fixed seeds, reproduces the metrics an uninterrupted run would have logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mirrorl.algorithms.losses import group_mean_advantages, k15_loss
+from mirrorl.config import Config, save_config
+from mirrorl.eval.evaluate import encode_prompt, evaluate
+from mirrorl.metrics import MetricsLogger, PhaseTimer
+from mirrorl.models.loading import load_policy
+from mirrorl.rewards import score
+from mirrorl.rollout.engine import SamplingParams
+from mirrorl.rollout.hf import HFEngine
+from mirrorl.sampling import UniformSampler
+from mirrorl.sft import TrainingError
+from mirrorl.tasks.datasets import Datasets
+from mirrorl.trainer.checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
+                                        set_rng_state)
+from mirrorl.trainer.logprobs import pad_batch, token_logprobs
+
+LOSSES = {"k15": k15_loss}
+
+
+@dataclass
+class Trajectory:
+    """A finished response with its reward. Token counts are in tokens."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    reward: float
+    finish_reason: str
+    verdict: str
+    policy_version: int
+
+
+def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
+    """Score each segment against its problem; a response cut at the length limit scores 0 ("truncated")."""
+    out = []
+    for seg, problem in zip(segments, problems):
+        if seg.finish_reason == "length":
+            reward, reason = 0.0, "truncated"
+        else:
+            verdict = score(problem, tokenizer.decode(seg.token_ids, skip_special_tokens=True))
+            reward, reason = float(verdict.correct), verdict.reason
+        out.append(Trajectory(seg.prompt_ids, seg.token_ids, reward, seg.finish_reason, reason, seg.policy_version))
+    return out
+
+
+def _logprobs(model, batch: list[Trajectory], cfg: Config, with_entropy: bool = False):
+    device = next(model.parameters()).device
+    ids, attn, mask = pad_batch([t.prompt_ids for t in batch], [t.response_ids for t in batch], cfg_pad(model))
+    logprobs, entropy = token_logprobs(model, ids.to(device), attn.to(device), cfg.run.precision, with_entropy)
+    return logprobs, mask.to(device), entropy
+
+
+def cfg_pad(model) -> int:
+    return model.config.pad_token_id if model.config.pad_token_id is not None else 0
+
+
+@torch.no_grad()
+def reference_logprobs(model, batch: list[Trajectory], cfg: Config) -> list[torch.Tensor]:
+    """Per-trajectory token log-probs under the current weights theta_i (1-D tensors, response positions)."""
+    out = []
+    for start in range(0, len(batch), cfg.rl.micro_batch_size):
+        micro = batch[start:start + cfg.rl.micro_batch_size]
+        logprobs, mask, _ = _logprobs(model, micro, cfg)
+        out += [row[m.bool()] for row, m in zip(logprobs, mask)]
+    return out
+
+
+def _align(ref: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """Scatter 1-D reference log-probs back into a (B, T) tensor shaped like `mask`."""
+    full = torch.zeros_like(mask)
+    for row, values in enumerate(ref):
+        full[row, mask[row].bool()] = values
+    return full
+
+
+def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.Tensor, cfg: Config,
+                  generator: torch.Generator, nominal_size: int) -> dict:
+    """`cfg.rl.optimizer_steps_per_iteration` optimizer steps on the k1.5 loss over `batch`.
+
+    Reference log-probs are taken under the weights before the first step (theta_i). With a single
+    step they equal the detached log-probs of that step's own forward pass, so no extra pass is run.
+    Each minibatch's loss is averaged over `nominal_size` sequences (its size before groups with
+    equal rewards were dropped), so dropping them changes no gradient at theta_i.
+    Raises: TrainingError on a non-finite loss, before the optimizer step.
+    """
+    steps = cfg.rl.optimizer_steps_per_iteration
+    loss_fn = LOSSES[cfg.rl.loss]
+    ref = reference_logprobs(model, batch, cfg) if steps > 1 else None
+    order = torch.randperm(len(batch), generator=generator).tolist()
+    totals = {"loss": 0.0, "entropy": 0.0, "log_ratio_abs": 0.0, "grad_norm": 0.0}
+    for chunk in torch.tensor_split(torch.tensor(order), steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for start in range(0, len(chunk), cfg.rl.micro_batch_size):
+            idx = chunk[start:start + cfg.rl.micro_batch_size].tolist()
+            micro = [batch[i] for i in idx]
+            logprobs, mask, entropy = _logprobs(model, micro, cfg, with_entropy=True)
+            ref_lp = _align([ref[i] for i in idx], mask) if ref is not None else logprobs.detach()
+            loss, stats = loss_fn(logprobs, ref_lp, mask, advantages[idx], cfg.rl.tau)
+            loss = loss * len(micro) / nominal_size
+            loss.backward()
+            loss_sum += loss.item()
+            totals["entropy"] += ((entropy * mask).sum() / mask.sum()).item() * len(micro) / len(batch)
+            totals["log_ratio_abs"] += stats["log_ratio_abs"] * len(micro) / len(batch)
+        if not math.isfinite(loss_sum):
+            raise TrainingError(f"loss is {loss_sum}")
+        if cfg.rl.grad_clip > 0:
+            totals["grad_norm"] += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.rl.grad_clip).item() / steps
+        optimizer.step()
+        totals["loss"] += loss_sum / steps
+    return totals
+
+
+def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = False) -> dict:
+    """Run (or resume) RL from the policy at `cfg.model.path`; returns the final summary.
+
+    Writes to `run_dir`: config.yaml, data/*.jsonl, metrics.jsonl, tb/, checkpoints/, final/ (the
+    last policy as an HF folder) and rl_summary.json.
+    Raises: TrainingError naming the iteration on a non-finite loss (checkpoints on disk untouched).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
+    sampler = UniformSampler(len(data.rl), cfg.run.seed)
+    engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
+    logger = MetricsLogger(run_dir, "rl")
+    start_iteration, train_seconds, curve = 0, 0.0, []
+    if checkpoint is not None:
+        state = load_trainer_state(checkpoint)
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        start_iteration, train_seconds, curve = state["iteration"], state["train_seconds"], state["curve"]
+        engine.update_weights(None, start_iteration)
+        logger.truncate_after(start_iteration)
+        print(f"resuming {run_dir} from {checkpoint.name} (iteration {start_iteration})")
+    else:
+        torch.manual_seed(cfg.run.seed)
+        logger.truncate_after(-1)
+        result = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
+        curve.append((0.0, 0, result.accuracy))
+        logger.log(0, result.as_metrics("heldout") | {"train_seconds": 0.0})
+
+    prompt_cache: dict[int, list[int]] = {}
+    k = cfg.rl.samples_per_prompt
+    sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens)
+    timer = PhaseTimer()
+    bar = tqdm(range(start_iteration, cfg.rl.iterations), desc="rl", unit="iter", initial=start_iteration,
+               total=cfg.rl.iterations)
+    iteration, final = start_iteration, None
+    for iteration in bar:
+        if cfg.rl.reset_optimizer:
+            optimizer.state.clear()  # the report resets optimizer state every iteration (section 2.3.2)
+        with timer("sample"):
+            indices = sampler.sample(cfg.rl.prompts_per_iteration)
+            problems = [data.rl[i] for i in indices for _ in range(k)]
+            prompts = [prompt_cache.setdefault(i, encode_prompt(tokenizer, data.rl[i].prompt, cfg.model.chat_template))
+                       for i in indices for _ in range(k)]
+        with timer("rollout"):
+            segments = engine.generate(prompts, sampling)
+        with timer("reward"):
+            trajectories = collect_rewards(segments, problems, tokenizer)
+            rewards = torch.tensor([t.reward for t in trajectories])
+            advantages = group_mean_advantages(rewards, k)
+            sampler.update(indices, rewards.view(-1, k).mean(1).tolist())
+        keep = list(range(len(trajectories)))
+        if cfg.rl.drop_uniform_groups:
+            informative = rewards.view(-1, k).std(dim=1) > 0
+            keep = [i for i in keep if informative[i // k]]
+        with timer("update"):
+            stats = {"loss": 0.0, "entropy": float("nan"), "log_ratio_abs": 0.0, "grad_norm": 0.0}
+            if keep:
+                generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + iteration)
+                try:
+                    stats = policy_update(model, optimizer, [trajectories[i] for i in keep], advantages[keep],
+                                          cfg, generator, len(trajectories) // cfg.rl.optimizer_steps_per_iteration)
+                except TrainingError as err:
+                    last = latest_checkpoint(run_dir)
+                    raise TrainingError(f"RL iteration {iteration + 1}: {err}; last good checkpoint: "
+                                        f"{last or 'none'} (untouched)") from None
+        with timer("weight_sync"):
+            engine.update_weights(None, iteration + 1)  # engine shares the trainer's module: zero-copy
+        phases = timer.pop()
+        train_seconds += sum(phases.values())
+        lengths = [len(t.response_ids) for t in trajectories]
+        metrics = {
+            "reward": rewards.mean().item(), "response_tokens": sum(lengths) / len(lengths),
+            "truncated": sum(t.finish_reason == "length" for t in trajectories) / len(trajectories),
+            "parse_failures": sum(t.verdict in ("no_answer", "parse_error", "timeout") for t in trajectories)
+            / len(trajectories),
+            "informative_groups": len(keep) / len(trajectories), **stats, **phases,
+            "rollout_tokens_per_s": sum(lengths) / phases["time/rollout_s"], "train_seconds": train_seconds,
+        }
+        step = iteration + 1
+        out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds
+        final = None
+        if step % cfg.rl.eval_every == 0 or step == cfg.rl.iterations or out_of_time:
+            final = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
+            metrics |= final.as_metrics("heldout")
+            curve.append((train_seconds, step, final.accuracy))
+        logger.log(step, metrics)
+        bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['response_tokens']:.0f}")
+        if step % cfg.rl.save_every == 0 or step == cfg.rl.iterations or out_of_time:
+            save_checkpoint(run_dir, step, model, tokenizer, {
+                "iteration": step, "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+                "rng": rng_state(), "train_seconds": train_seconds, "curve": curve,
+            }, keep=cfg.rl.keep_checkpoints)
+        if out_of_time:
+            break
+    bar.close()
+    logger.close()
+    model.save_pretrained(run_dir / "final", safe_serialization=True)
+    tokenizer.save_pretrained(run_dir / "final")
+    final = final or evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
+    summary = {"iterations": curve[-1][1], "train_seconds": train_seconds,
+               "heldout_accuracy": final.accuracy, "heldout_per_level": final.per_level,
+               "mean_response_tokens": final.mean_response_tokens, "curve": curve, "samples": final.samples}
+    (run_dir / "rl_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

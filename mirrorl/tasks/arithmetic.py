@@ -1,0 +1,94 @@
+"""Generated multi-step integer arithmetic with graded difficulty and long chain-of-thought traces.
+
+A problem is a chain such as ``47+8-3+9=?``: a two-digit start (10-99) followed by `level`
+single-digit additions or subtractions, so level 1 has 1 step and level 4 has 4. The gold answer is
+the integer value. Responses end with ``\\boxed{n}`` so rewards go through the real math verifier.
+
+`cot_trace` writes the warm-up chain of thought the k1.5 report asks for (section 2.2: planning,
+evaluation of intermediate steps, reflection): it announces a plan, computes one step per line,
+checks every step by the inverse operation, and now and then makes a slip that the check catches and
+corrects. Only traces whose final answer verifies are used (they always do, by construction; the SFT
+recipe re-verifies them anyway).
+"""
+
+from __future__ import annotations
+
+import random
+
+from mirrorl.tasks.problem import Problem
+
+LEVELS = (1, 2, 3, 4)
+
+
+def _apply(total: int, op: str, x: int) -> int:
+    return total + x if op == "+" else total - x
+
+
+def _parse(problem: Problem) -> tuple[int, list[tuple[str, int]]]:
+    return problem.meta["start"], [tuple(step) for step in problem.meta["steps"]]
+
+
+def make_problem(start: int, steps: list[tuple[str, int]]) -> Problem:
+    """The problem `start (op x)...` with its gold value; `level` is the number of steps."""
+    expr = str(start) + "".join(f"{op}{x}" for op, x in steps)
+    total = start
+    for op, x in steps:
+        total = _apply(total, op, x)
+    return Problem(id=f"arith-{expr}", prompt=f"{expr}=?\n", answer=str(total), kind="math",
+                   level=len(steps), meta={"start": start, "steps": [list(s) for s in steps]})
+
+
+def generate_arithmetic(n: int, seed: int, levels: tuple[int, ...] = LEVELS,
+                        exclude: set[str] = frozenset()) -> list[Problem]:
+    """`n` distinct problems spread evenly over `levels` (round robin), none of whose ids is in `exclude`.
+
+    Deterministic for a given `seed`. Raises ValueError if a level cannot supply enough distinct problems.
+    """
+    rng = random.Random(seed)
+    seen, out = set(exclude), []
+    for i in range(n):
+        level = levels[i % len(levels)]
+        for _attempt in range(1000):
+            steps = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(level)]
+            problem = make_problem(rng.randint(10, 99), steps)
+            if problem.id not in seen:
+                break
+        else:
+            raise ValueError(f"level {level}: fewer than needed distinct problems left after exclusions")
+        seen.add(problem.id)
+        out.append(problem)
+    return out
+
+
+def _inverse(total: int, op: str, x: int) -> str:
+    """The check line for `prev op x = total`: undo the step and compare with `prev`."""
+    inv = "-" if op == "+" else "+"
+    return f"{total}{inv}{x}={_apply(total, inv, x)}"
+
+
+def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15) -> str:
+    """A verified long chain of thought for `problem`, ending in ``\\boxed{answer}``.
+
+    Example for ``47+8-3=?`` (one slip caught by the check)::
+
+        plan: 2 steps
+        47+8=55 check 55-8=47 ok
+        55-3=51 check 51+3=54 no
+        55-3=52 check 52+3=55 ok
+        answer: \\boxed{52}
+
+    Args:
+        slip_rate: probability that a step is first written with an off-by-one error, then caught.
+    """
+    start, steps = _parse(problem)
+    lines = [f"plan: {len(steps)} step" + ("s" if len(steps) > 1 else "")]
+    total = start
+    for op, x in steps:
+        new = _apply(total, op, x)
+        if rng.random() < slip_rate:
+            wrong = new + rng.choice((-1, 1))
+            lines.append(f"{total}{op}{x}={wrong} check {_inverse(wrong, op, x)} no")
+        lines.append(f"{total}{op}{x}={new} check {_inverse(new, op, x)} ok")
+        total = new
+    lines.append(f"answer: \\boxed{{{total}}}")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""The prompt sets of a run: RL prompts, held-out evaluation, dev (early stopping) and warm-up traces.
+
+Generated arithmetic (the demo) follows the report's setting (section 2.2): verified long-CoT traces
+are scarce (`warmup_size` traces, only the `warmup_levels`), while prompts with gold answers only are
+plentiful for RL. Held-out and dev prompts are disjoint from each other and from every training prompt.
+With `task.data` set, RL prompts come from that jsonl and the held-out set from `task.heldout_data`
+or a fixed-seed split of the data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirrorl.config import TaskConfig
+from mirrorl.rewards import score
+from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic
+from mirrorl.tasks.jsonl import load_problems
+from mirrorl.tasks.problem import DataError, Problem, write_jsonl
+
+
+@dataclass
+class Datasets:
+    rl: list[Problem]
+    heldout: list[Problem]
+    dev: list[Problem]
+    warmup: list[dict]  # {"prompt", "response"} verified chain-of-thought traces; empty for jsonl data
+
+
+def build_datasets(cfg: TaskConfig, seed: int) -> Datasets:
+    """Generate or load the run's prompt sets (deterministic for a seed).
+
+    Raises: DataError (from the loaders) naming the file, row and field of a malformed row, or when
+    a set is empty.
+    """
+    if cfg.data:
+        pool = load_problems(cfg.data)
+        if cfg.heldout_data:
+            heldout = load_problems(cfg.heldout_data)
+        else:
+            shuffled = random.Random(seed).sample(pool, len(pool))
+            heldout = shuffled[: min(cfg.heldout_size, len(pool) // 2)]
+        held = {p.id for p in heldout}
+        rl = [p for p in pool if p.id not in held]
+        if not rl:
+            raise DataError(f"{cfg.data}: no RL prompts left after removing the held-out set")
+        return Datasets(rl=rl, heldout=heldout, dev=heldout[: cfg.dev_size], warmup=[])
+    levels = tuple(cfg.levels)
+    heldout = generate_arithmetic(cfg.heldout_size, seed + 1, levels)
+    dev = generate_arithmetic(cfg.dev_size, seed + 2, levels, exclude={p.id for p in heldout})
+    excluded = {p.id for p in heldout + dev}
+    warmup_problems = generate_arithmetic(cfg.warmup_size, seed + 3, tuple(cfg.warmup_levels), exclude=excluded)
+    rng = random.Random(seed + 4)
+    warmup = []
+    for p in warmup_problems:
+        response = cot_trace(p, rng, cfg.slip_rate)
+        if score(p, response).correct:  # keep only verified-correct traces (report section 2.2)
+            warmup.append({"prompt": p.prompt, "response": response, "id": p.id, "level": p.level})
+    rl = generate_arithmetic(cfg.rl_prompts, seed + 5, levels, exclude=excluded)
+    return Datasets(rl=rl, heldout=heldout, dev=dev, warmup=warmup)
+
+
+def save_datasets(data: Datasets, folder: str | Path) -> None:
+    """Write every set as jsonl under `folder` (rl_prompts, heldout, dev, warmup_sft)."""
+    import json
+    folder = Path(folder)
+    write_jsonl(data.rl, folder / "rl_prompts.jsonl")
+    write_jsonl(data.heldout, folder / "heldout.jsonl")
+    write_jsonl(data.dev, folder / "dev.jsonl")
+    with open(folder / "warmup_sft.jsonl", "w") as f:
+        for row in data.warmup:
+            f.write(json.dumps(row) + "\n")
+
+
+def load_sft_examples(path: str | Path) -> list[dict]:
+    """Read a jsonl of `{"prompt": str, "response": str}` rows (other fields kept).
+
+    Raises: DataError naming the file, line and field for missing files, bad JSON, missing or
+    non-string fields, and an empty file.
+    """
+    import json
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    rows = []
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path.name} line {line_no}: invalid JSON ({err.msg})") from None
+        for field in ("prompt", "response"):
+            if not isinstance(row.get(field), str) or not row[field]:
+                raise DataError(f"{path.name} line {line_no}: field {field!r} missing or not a non-empty string")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows

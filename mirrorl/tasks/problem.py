@@ -1,0 +1,49 @@
+"""The unit of work every task produces: a prompt with a verifiable gold answer.
+
+A `Problem` is what samplers draw, engines answer and reward functions judge. Tasks (generated
+or loaded from jsonl) all produce this one type, so the RL loop never knows where a prompt came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt and the information needed to judge a response to it.
+
+    Attributes:
+        id: stable identifier, unique within a dataset (used by samplers and replay buffers).
+        prompt: the text given to the policy (before any chat template).
+        answer: the gold final answer as text (e.g. ``"42"``, ``"\\frac{1}{2}"``); for Countdown
+            the target number.
+        kind: which reward function judges it: ``"math"`` (final answer equivalence) or
+            ``"countdown"`` (the expression is checked exactly).
+        level: difficulty level, 1 = easiest; 0 when unknown.
+        meta: task-specific data, e.g. ``{"numbers": [3, 7, 25, 50]}`` for Countdown.
+    """
+
+    id: str
+    prompt: str
+    answer: str
+    kind: str = "math"
+    level: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+class DataError(ValueError):
+    """A dataset file or row is malformed; the message names the file, row and field."""
+
+
+def write_jsonl(problems: list[Problem], path: str | Path) -> None:
+    """Write problems as one JSON object per line (the format `load_problems` reads back)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for p in problems:
+            f.write(p.to_json() + "\n")
