@@ -1,8 +1,8 @@
 """Generated multi-step integer arithmetic with graded difficulty and long chain-of-thought traces.
 
-A problem is a chain such as ``47+8-3+9=?``: a two-digit start (10-99) followed by `level`
-single-digit additions or subtractions, so level 1 has 1 step and level 4 has 4. The gold answer is
-the integer value. Responses end with ``\\boxed{n}`` so rewards go through the real math verifier.
+A problem is a chain of single-digit numbers (1-9) joined by + and -, such as ``7+8-3+9=?``; level L
+has L+1 steps (L+2 numbers), so level 1 has 2 steps and level 4 has 5. The gold answer is the
+integer value (it may be negative). Responses end with ``\\boxed{n}`` so rewards go through the real math verifier.
 
 `cot_trace` writes the warm-up chain of thought the k1.5 report asks for (section 2.2: planning,
 evaluation of intermediate steps, reflection): it announces a plan, computes one step per line,
@@ -29,13 +29,13 @@ def _parse(problem: Problem) -> tuple[int, list[tuple[str, int]]]:
 
 
 def make_problem(start: int, steps: list[tuple[str, int]]) -> Problem:
-    """The problem `start (op x)...` with its gold value; `level` is the number of steps."""
+    """The problem `start (op x)...` with its gold value; `level` is the number of steps minus one."""
     expr = str(start) + "".join(f"{op}{x}" for op, x in steps)
     total = start
     for op, x in steps:
         total = _apply(total, op, x)
     return Problem(id=f"arith-{expr}", prompt=f"{expr}=?\n", answer=str(total), kind="math",
-                   level=len(steps), meta={"start": start, "steps": [list(s) for s in steps]})
+                   level=len(steps) - 1, meta={"start": start, "steps": [list(s) for s in steps]})
 
 
 def generate_arithmetic(n: int, seed: int, levels: tuple[int, ...] = LEVELS,
@@ -49,8 +49,8 @@ def generate_arithmetic(n: int, seed: int, levels: tuple[int, ...] = LEVELS,
     for i in range(n):
         level = levels[i % len(levels)]
         for _attempt in range(1000):
-            steps = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(level)]
-            problem = make_problem(rng.randint(10, 99), steps)
+            steps = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(level + 1)]
+            problem = make_problem(rng.randint(1, 9), steps)
             if problem.id not in seen:
                 break
         else:
@@ -69,13 +69,13 @@ def _inverse(total: int, op: str, x: int) -> str:
 def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15) -> str:
     """A verified long chain of thought for `problem`, ending in ``\\boxed{answer}``.
 
-    Example for ``47+8-3=?`` (one slip caught by the check)::
+    Example for ``7+8-3=?`` (one slip caught by the check)::
 
         plan: 2 steps
-        47+8=55 check 55-8=47 ok
-        55-3=51 check 51+3=54 no
-        55-3=52 check 52+3=55 ok
-        answer: \\boxed{52}
+        7+8=15 check 15-8=7 ok
+        15-3=11 check 11+3=14 no
+        15-3=12 check 12+3=15 ok
+        answer: \\boxed{12}
 
     Args:
         slip_rate: probability that a step is first written with an off-by-one error, then caught.

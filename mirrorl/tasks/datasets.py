@@ -98,3 +98,12 @@ def load_sft_examples(path: str | Path) -> list[dict]:
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
+
+
+def load_run_datasets(folder: str | Path) -> Datasets:
+    """Read back the sets `save_datasets` wrote (used when resuming a run)."""
+    folder = Path(folder)
+    warmup_path = folder / "warmup_sft.jsonl"
+    warmup = load_sft_examples(warmup_path) if warmup_path.exists() and warmup_path.stat().st_size else []
+    return Datasets(rl=load_problems(folder / "rl_prompts.jsonl"), heldout=load_problems(folder / "heldout.jsonl"),
+                    dev=load_problems(folder / "dev.jsonl"), warmup=warmup)

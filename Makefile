@@ -1,0 +1,27 @@
+# Two commands on a fresh machine: `make demo` (the CPU demo) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= runs/demo
+
+.PHONY: install demo test test-fast clean
+
+$(BIN)/mirrorl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/mirrorl
+
+demo: install
+	$(BIN)/mirrorl demo --config configs/demo.yaml --out $(OUT)
+
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,162 @@
+"""The `mirrorl` command: demo, sft, rl, eval and tiny-model.
+
+Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
+option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mirrorl.config import ConfigError, describe, load_config
+
+COMMANDS = {
+    "demo": ("Run the CPU demo end to end: tiny model -> warm-up SFT -> k1.5 RL -> control -> report.",
+             ("run", "model", "task", "sft", "rl", "eval", "demo")),
+    "sft": ("Supervised fine-tuning (long-CoT warm-up) with dev-set early stopping.",
+            ("run", "model", "task", "sft", "eval")),
+    "rl": ("RL with the k1.5 online mirror-descent loss; --resume RUN_DIR continues a stopped run.",
+           ("run", "model", "task", "rl", "eval")),
+    "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
+             ("run", "model", "task", "eval")),
+    "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mirrorl", description="RL for reasoning LLMs after the Kimi k1.5 report.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, sections) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="options (set in --config YAML or as section.key=value):\n" + describe(sections))
+        p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+        p.add_argument("--config", help="YAML recipe (see configs/); overrides apply on top")
+        p.add_argument("--out", help="run folder (sets run.out_dir)")
+        if name in ("sft", "rl", "eval", "demo"):
+            p.add_argument("--data", help="jsonl of prompts (GSM8K, MATH, Countdown or mirrorl format; sets task.data)")
+        if name in ("sft", "rl"):
+            p.add_argument("--model", help="Hugging Face model folder to start from (sets model.path)")
+        if name == "sft":
+            p.add_argument("--sft-data", help="jsonl with prompt/response rows (sets sft.data)")
+        if name == "eval":
+            p.add_argument("--model", nargs="+", help="one or more model folders to evaluate")
+        if name in ("rl", "demo"):
+            p.add_argument("--resume", nargs="?", const=True, metavar="RUN_DIR",
+                           help="continue a stopped run from its last checkpoint (rl: the run folder)")
+    return parser
+
+
+def _load(args) -> "Config":  # noqa: F821
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"run.out_dir={args.out}")
+    if getattr(args, "data", None):
+        overrides.append(f"task.data={args.data}")
+    if getattr(args, "sft_data", None):
+        overrides.append(f"sft.data={args.sft_data}")
+    if isinstance(getattr(args, "model", None), str):
+        overrides.append(f"model.path={args.model}")
+    return load_config(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from mirrorl.models.loading import ModelLoadError
+    from mirrorl.sft import TrainingError
+    from mirrorl.tasks.problem import DataError
+    try:
+        if args.command == "rl" and isinstance(args.resume, str):
+            saved = Path(args.resume) / "config.yaml"
+            if not saved.is_file():
+                raise ConfigError(f"{args.resume}: not a run folder (no config.yaml)")
+            cfg = load_config(saved, list(args.overrides) + [f"run.out_dir={args.resume}"])
+        else:
+            cfg = _load(args)
+        return _run(args, cfg)
+    except (ConfigError, DataError, ModelLoadError, TrainingError) as err:
+        print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args, cfg) -> int:
+    import transformers
+
+    from mirrorl.trainer.precision import set_threads
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    set_threads(cfg.run.threads)
+    if args.command == "tiny-model":
+        from mirrorl.models.tiny import create_tiny_model
+        path = create_tiny_model(cfg.run.out_dir, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads,
+                                 seed=cfg.run.seed)
+        print(f"tiny model written to {path}")
+    elif args.command == "demo":
+        from mirrorl.demo import run_demo
+        run_demo(cfg)
+    elif args.command == "sft":
+        _sft(cfg)
+    elif args.command == "rl":
+        from mirrorl.rl import train_rl
+        from mirrorl.tasks.datasets import build_datasets, load_run_datasets, save_datasets
+        if not cfg.model.path and not args.resume:
+            raise ConfigError("rl: give the starting policy with --model DIR (or model.path=...)")
+        out = Path(cfg.run.out_dir)
+        if args.resume and (out / "data" / "rl_prompts.jsonl").exists():
+            data = load_run_datasets(out / "data")
+        else:
+            data = build_datasets(cfg.task, cfg.run.seed)
+            save_datasets(data, out / "data")
+        summary = train_rl(cfg, data, out, resume=bool(args.resume))
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("curve", "samples")}, indent=2))
+    elif args.command == "eval":
+        _eval(args, cfg)
+    return 0
+
+
+def _sft(cfg) -> None:
+    from mirrorl.models.loading import load_policy
+    from mirrorl.sft import run_sft
+    from mirrorl.tasks.datasets import build_datasets, load_sft_examples
+    if not cfg.model.path:
+        raise ConfigError("sft: give the starting model with --model DIR (or model.path=...)")
+    data = build_datasets(cfg.task, cfg.run.seed)
+    examples = load_sft_examples(cfg.sft.data) if cfg.sft.data else data.warmup
+    if not examples:
+        raise ConfigError("sft: no training examples; give --sft-data FILE (jsonl with prompt/response rows)")
+    model, tokenizer = load_policy(cfg.model.path, device=cfg.run.device)
+    out = Path(cfg.run.out_dir)
+    info = run_sft(model, tokenizer, examples, data.dev, cfg, out)
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tokenizer.save_pretrained(out / "model")
+    print(f"best dev accuracy {info['best_eval_accuracy']:.3f} after {info['steps']} steps; model in {out / 'model'}")
+
+
+def _eval(args, cfg) -> None:
+    from mirrorl.eval.evaluate import evaluate
+    from mirrorl.models.loading import load_policy
+    from mirrorl.rollout.hf import HFEngine
+    from mirrorl.tasks.datasets import build_datasets
+    if not args.model:
+        raise ConfigError("eval: give at least one model folder with --model DIR [DIR ...]")
+    heldout = build_datasets(cfg.task, cfg.run.seed).heldout
+    rows = {}
+    for path in args.model:
+        model, tokenizer = load_policy(path, device=cfg.run.device)
+        engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size,
+                          cfg.run.precision, progress=True)
+        result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
+        rows[path] = {"accuracy": result.accuracy, "mean_response_tokens": result.mean_response_tokens,
+                      "per_level": result.per_level, "parse_failures": result.parse_failures}
+        print(f"{path}: accuracy {result.accuracy:.3f}  mean tokens {result.mean_response_tokens:.1f}  "
+              f"per level {result.per_level}")
+    out = Path(cfg.run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps({"heldout_size": len(heldout), "models": rows}, indent=2))
+    print(f"results in {out / 'eval.json'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The CPU demo: the k1.5 pipeline end to end on a tiny model that the project creates and trains.
+
+    generated arithmetic task -> tiny Llama -> long-CoT warm-up SFT (early-stopped on dev)
+    -> RL with the k1.5 loss -> continued-SFT control for the same training time -> report
+
+Each stage writes its result into the run folder and is skipped when that result already exists,
+so `mirrorl demo --resume` after a crash or kill continues where it stopped (RL from its last
+checkpoint). Every stage uses the same functions as the `sft`, `rl` and `eval` commands.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+from mirrorl.config import Config, save_config
+from mirrorl.eval.evaluate import evaluate
+from mirrorl.eval.report import write_report
+from mirrorl.models.loading import load_policy
+from mirrorl.models.tiny import create_tiny_model
+from mirrorl.rl import train_rl
+from mirrorl.rollout.hf import HFEngine
+from mirrorl.sft import run_sft
+from mirrorl.tasks.datasets import build_datasets, save_datasets
+
+
+def _stage(path: Path, compute) -> dict:
+    """Return the stage result stored at `path`, computing and storing it first if missing."""
+    if path.exists():
+        print(f"[demo] reusing {path}")
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)
+    return result
+
+
+def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path, stage: str,
+               early_stopping: bool, max_seconds: float | None) -> dict:
+    model, tokenizer = load_policy(start, device=cfg.run.device)
+    info = run_sft(model, tokenizer, examples, eval_set, cfg, out, stage, early_stopping, max_seconds)
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tokenizer.save_pretrained(out / "model")
+    engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
+    result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
+    return info | {"heldout_accuracy": result.accuracy, "heldout_per_level": result.per_level,
+                   "mean_response_tokens": result.mean_response_tokens}
+
+
+def _by_level(per_level: dict) -> dict[str, float]:
+    return {str(k): v for k, v in per_level.items()}
+
+
+def run_demo(cfg: Config) -> dict:
+    """Run (or resume) every stage under `cfg.run.out_dir` and return the summary written to summary.json."""
+    start_time = time.time()
+    out = Path(cfg.run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    data = build_datasets(cfg.task, cfg.run.seed)
+    save_datasets(data, out / "data")
+    print(f"[demo] {len(data.warmup)} warm-up traces (levels {list(cfg.task.warmup_levels)}), "
+          f"{len(data.rl)} RL prompts, {len(data.heldout)} held-out, {len(data.dev)} dev")
+
+    base = Path(cfg.model.path) if cfg.model.path else out / "base_model"
+    if not cfg.model.path and not (base / "config.json").exists():
+        create_tiny_model(base, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads, seed=cfg.run.seed)
+
+    print("[demo] warm-up SFT (stops when dev accuracy stops improving)")
+    sft = _stage(out / "sft" / "result.json", lambda: _sft_stage(
+        cfg, base, data.warmup, data.dev, data.heldout, out / "sft", "sft", True, None))
+    print(f"[demo] SFT held-out accuracy {sft['heldout_accuracy']:.3f}")
+
+    print("[demo] RL with the k1.5 loss")
+    rl_cfg = copy.deepcopy(cfg)
+    rl_cfg.model.path = str(out / "sft" / "model")
+    rl = _stage(out / "rl" / "result.json", lambda: train_rl(rl_cfg, data, out / "rl", resume=True))
+    print(f"[demo] RL held-out accuracy {rl['heldout_accuracy']:.3f} after {rl['train_seconds']:.0f} s")
+
+    control = {}
+    if cfg.demo.control:
+        print(f"[demo] control: continued warm-up SFT for RL's {rl['train_seconds']:.0f} training seconds")
+        control = _stage(out / "sft_control" / "result.json", lambda: _sft_stage(
+            cfg, out / "sft" / "model", data.warmup, data.heldout, data.heldout, out / "sft_control",
+            "sft_control", False, rl["train_seconds"]))
+        print(f"[demo] continued-SFT held-out accuracy {control['heldout_accuracy']:.3f}")
+
+    summary = {
+        "sft_accuracy": sft["heldout_accuracy"],
+        "rl_accuracy": rl["heldout_accuracy"],
+        "sft_continued_accuracy": control.get("heldout_accuracy"),
+        "rl_gain": rl["heldout_accuracy"] - sft["heldout_accuracy"],
+        "rl_gain_over_control": (rl["heldout_accuracy"] - control["heldout_accuracy"]) if control else None,
+        "heldout_size": len(data.heldout),
+        "decoding": "greedy" if cfg.eval.temperature <= 0 else f"sampled (T={cfg.eval.temperature}, n={cfg.eval.samples})",
+        "mean_response_tokens": rl["mean_response_tokens"],
+        "sft_mean_response_tokens": sft["mean_response_tokens"],
+        "sft_per_level": _by_level(sft["heldout_per_level"]),
+        "rl_per_level": _by_level(rl["heldout_per_level"]),
+        "sft_continued_per_level": _by_level(control.get("heldout_per_level", {})),
+        "warmup_traces": len(data.warmup),
+        "sft_steps": sft["steps"],
+        "sft_train_seconds": sft["train_seconds"],
+        "rl_iterations": rl["iterations"],
+        "rl_train_seconds": rl["train_seconds"],
+        "rl_curve": rl["curve"],
+        "sft_continued_curve": control.get("curve", []),
+        "rl_samples": rl["samples"],
+        "wall_seconds": time.time() - start_time,
+    }
+    write_report(out, summary)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2))
+    print(f"[demo] report: {out / 'report.md'}")
+    return summary

@@ -1,0 +1,113 @@
+"""The k1.5 loss against the report's eq. 3 on a toy categorical policy, and masking on a tiny LM."""
+
+import pytest
+import torch
+
+from mirrorl.algorithms.losses import group_mean_advantages, k15_loss, sft_loss
+from mirrorl.models.loading import load_policy
+from mirrorl.trainer.logprobs import pad_batch, token_logprobs
+
+K = 6  # responses of the toy policy
+
+
+def _toy(seed=0, k=8):
+    g = torch.Generator().manual_seed(seed)
+    theta_i = torch.randn(K, generator=g, dtype=torch.float64)
+    theta = (theta_i + 0.3 * torch.randn(K, generator=g, dtype=torch.float64)).requires_grad_()
+    samples = torch.multinomial(torch.softmax(theta_i, 0), k, replacement=True, generator=g)
+    rewards = (samples % 2 == 0).double()  # responses 0, 2, 4 are "correct"
+    if rewards.std() == 0:
+        rewards[0] = 1 - rewards[0]
+    return theta_i, theta, samples, rewards
+
+
+def _loss(theta, theta_i, samples, rewards, tau):
+    logp = torch.log_softmax(theta, 0)[samples].unsqueeze(1)  # (k, T=1)
+    ref = torch.log_softmax(theta_i, 0)[samples].unsqueeze(1)
+    adv = group_mean_advantages(rewards, len(rewards))
+    return k15_loss(logp, ref, torch.ones_like(logp), adv, tau)[0]
+
+
+def _eq3(theta, theta_i, samples, rewards, tau):
+    """Hand-coded report eq. 3: g = 1/k sum_j [grad log pi (r_j - rbar) - tau/2 grad rho_j^2]."""
+    probs = torch.softmax(theta.detach(), 0)
+    rho = torch.log_softmax(theta.detach(), 0)[samples] - torch.log_softmax(theta_i, 0)[samples]
+    g = torch.zeros(K, dtype=torch.float64)
+    for j, y in enumerate(samples):
+        grad_logp = torch.nn.functional.one_hot(y, K).double() - probs
+        g += grad_logp * (rewards[j] - rewards.mean()) - tau / 2 * 2 * rho[j] * grad_logp
+    return g / len(samples)
+
+
+@pytest.mark.parametrize("tau", [0.1, 1.0, 10.0])
+def test_gradient_matches_eq3_and_finite_differences(tau):
+    theta_i, theta, samples, rewards = _toy(seed=int(tau * 10))
+    loss = _loss(theta, theta_i, samples, rewards, tau)
+    (grad,) = torch.autograd.grad(loss, theta)
+    # minimising the loss moves along eq. 3's ascent direction g: -grad == g
+    torch.testing.assert_close(-grad, _eq3(theta, theta_i, samples, rewards, tau), rtol=1e-9, atol=1e-12)
+    eps, fd = 1e-6, torch.zeros(K, dtype=torch.float64)
+    for i in range(K):
+        e = torch.zeros(K, dtype=torch.float64)
+        e[i] = eps
+        with torch.no_grad():
+            fd[i] = (_loss(theta + e, theta_i, samples, rewards, tau) - _loss(theta - e, theta_i, samples, rewards, tau)) / (2 * eps)
+    torch.testing.assert_close(grad, fd, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("tau", [0.1, 1.0, 10.0])
+def test_at_reference_gradient_is_mean_baseline_policy_gradient(tau):
+    theta_i, _, samples, rewards = _toy(seed=3)
+    theta = theta_i.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(_loss(theta, theta_i, samples, rewards, tau), theta)
+    probs = torch.softmax(theta_i, 0)
+    pg = sum((torch.nn.functional.one_hot(y, K).double() - probs) * (r - rewards.mean())
+             for y, r in zip(samples, rewards)) / len(samples)
+    torch.testing.assert_close(-grad, pg, rtol=1e-9, atol=1e-12)
+
+
+def test_group_with_equal_rewards_gives_zero_gradient():
+    theta_i, _, samples, _ = _toy(seed=5)
+    theta = theta_i.clone().requires_grad_()
+    for value in (0.0, 1.0):
+        rewards = torch.full((len(samples),), value, dtype=torch.float64)
+        (grad,) = torch.autograd.grad(_loss(theta, theta_i, samples, rewards, 1.0), theta)
+        assert torch.count_nonzero(grad) == 0
+
+
+def test_group_mean_advantages_per_group():
+    adv = group_mean_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0]), 3)
+    torch.testing.assert_close(adv, torch.tensor([2 / 3, -1 / 3, -1 / 3, -2 / 3, 1 / 3, 1 / 3]))
+    with pytest.raises(ValueError):
+        group_mean_advantages(torch.ones(5), 3)
+
+
+def test_masked_positions_get_zero_gradient():
+    logprobs = torch.randn(3, 7, dtype=torch.float64).requires_grad_()
+    ref = logprobs.detach() + 0.1 * torch.randn(3, 7, dtype=torch.float64)
+    mask = torch.zeros(3, 7, dtype=torch.float64)
+    mask[:, 2:5] = 1.0
+    loss, _ = k15_loss(logprobs, ref, mask, torch.tensor([0.5, -0.5, 0.0], dtype=torch.float64), tau=0.7)
+    loss.backward()
+    assert torch.all(logprobs.grad[mask == 0] == 0)
+    assert torch.all(logprobs.grad[:2][mask[:2] == 1] != 0)
+    logprobs.grad = None
+    sft_loss(logprobs, mask)[0].backward()
+    assert torch.all(logprobs.grad[mask == 0] == 0)
+
+
+def test_sequence_logprob_is_sum_over_response_tokens_with_padding(tiny_model_dir):
+    model, tok = load_policy(tiny_model_dir)
+    model.eval()
+    prompts = [tok("12+3=?\n")["input_ids"], tok("4-1-2=?\n")["input_ids"]]
+    responses = [tok("answer: \\boxed{15}", add_special_tokens=False)["input_ids"], tok("x", add_special_tokens=False)["input_ids"]]
+    ids, attn, mask = pad_batch(prompts, responses, tok.pad_token_id)
+    with torch.no_grad():
+        batched, _ = token_logprobs(model, ids, attn, precision="fp32")
+        seq = (batched * mask).sum(1)
+        for row, (p, r) in enumerate(zip(prompts, responses)):
+            alone = torch.tensor([p + r])
+            logits = model(alone).logits[0, :-1].float().log_softmax(-1)
+            expected = logits[torch.arange(len(p) - 1, len(p) + len(r) - 1), torch.tensor(r)].sum()
+            torch.testing.assert_close(seq[row], expected, rtol=1e-4, atol=1e-4)
+    assert mask.sum().item() == sum(len(r) for r in responses)
