@@ -43,6 +43,7 @@ class ModelConfig:
 class TaskConfig:
     data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown or mirrorl format); empty = generated arithmetic")
     heldout_data: str = opt("", "jsonl of held-out prompts; empty = split heldout_size prompts off `data` (or generate)")
+    instruction: str = opt("", "text appended to every loaded prompt, e.g. ' Put the final answer in \\boxed{}.'")
     levels: list = opt([1, 2, 3, 4], "generated task: difficulty levels (level = number of steps)")
     heldout_size: int = opt(400, "held-out prompts for evaluation, spread evenly over levels")
     dev_size: int = opt(100, "dev prompts for SFT early stopping (disjoint from held-out)")

@@ -1,8 +1,9 @@
 """Generated multi-step integer arithmetic with graded difficulty and long chain-of-thought traces.
 
 A problem is a chain of single-digit numbers (1-9) joined by + and -, such as ``7+8-3+9=?``; level L
-has L+1 steps (L+2 numbers), so level 1 has 2 steps and level 4 has 5. The gold answer is the
-integer value (it may be negative). Responses end with ``\\boxed{n}`` so rewards go through the real math verifier.
+has L+1 steps (L+2 numbers), so level 1 has 2 steps and level 4 has 5. Every running total stays in
+0..`MAX_TOTAL`, so the arithmetic facts are few and the difficulty lies in the length of the chain.
+The gold answer is the final total. Responses end with ``\\boxed{n}`` so rewards go through the real math verifier.
 
 `cot_trace` writes the warm-up chain of thought the k1.5 report asks for (section 2.2: planning,
 evaluation of intermediate steps, reflection): it announces a plan, computes one step per line,
@@ -18,6 +19,7 @@ import random
 from mirrorl.tasks.problem import Problem
 
 LEVELS = (1, 2, 3, 4)
+MAX_TOTAL = 19
 
 
 def _apply(total: int, op: str, x: int) -> int:
@@ -49,8 +51,14 @@ def generate_arithmetic(n: int, seed: int, levels: tuple[int, ...] = LEVELS,
     for i in range(n):
         level = levels[i % len(levels)]
         for _attempt in range(1000):
-            steps = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(level + 1)]
-            problem = make_problem(rng.randint(1, 9), steps)
+            start = total = rng.randint(1, 9)
+            steps = []
+            for _ in range(level + 1):
+                op, x = rng.choice([(op, x) for op in "+-" for x in range(1, 10)
+                                    if 0 <= _apply(total, op, x) <= MAX_TOTAL])
+                steps.append((op, x))
+                total = _apply(total, op, x)
+            problem = make_problem(start, steps)
             if problem.id not in seen:
                 break
         else:

@@ -9,6 +9,7 @@ or a fixed-seed split of the data.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ class Datasets:
     warmup: list[dict]  # {"prompt", "response"} verified chain-of-thought traces; empty for jsonl data
 
 
+def _instructed(problems: list[Problem], instruction: str) -> list[Problem]:
+    return [dataclasses.replace(p, prompt=p.prompt + instruction) for p in problems] if instruction else problems
+
+
 def build_datasets(cfg: TaskConfig, seed: int) -> Datasets:
     """Generate or load the run's prompt sets (deterministic for a seed).
 
@@ -35,9 +40,9 @@ def build_datasets(cfg: TaskConfig, seed: int) -> Datasets:
     a set is empty.
     """
     if cfg.data:
-        pool = load_problems(cfg.data)
+        pool = _instructed(load_problems(cfg.data), cfg.instruction)
         if cfg.heldout_data:
-            heldout = load_problems(cfg.heldout_data)
+            heldout = _instructed(load_problems(cfg.heldout_data), cfg.instruction)
         else:
             shuffled = random.Random(seed).sample(pool, len(pool))
             heldout = shuffled[: min(cfg.heldout_size, len(pool) // 2)]

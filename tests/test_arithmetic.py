@@ -1,0 +1,44 @@
+import random
+
+import pytest
+
+from mirrorl.config import TaskConfig
+from mirrorl.rewards import score
+from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic, make_problem
+from mirrorl.tasks.datasets import build_datasets
+
+
+def test_gold_answers_and_levels():
+    p = make_problem(7, [("+", 8), ("-", 3), ("-", 9)])
+    assert (p.prompt, p.answer, p.level) == ("7+8-3-9=?\n", "3", 2)
+    for q in generate_arithmetic(200, seed=1):
+        assert eval(q.prompt.split("=")[0]) == int(q.answer)
+        assert q.prompt.count("+") + q.prompt.count("-") == q.level + 1
+
+
+def test_traces_verify_plan_check_and_correct():
+    rng = random.Random(0)
+    problems = generate_arithmetic(400, seed=2)
+    traces = [cot_trace(p, rng, slip_rate=0.3) for p in problems]
+    assert all(score(p, t).correct for p, t in zip(problems, traces))
+    assert all(t.startswith(f"plan: {p.level + 1} steps") for p, t in zip(problems, traces))
+    slipped = [t for t in traces if " no\n" in t]
+    assert 0.5 < len(slipped) / len(traces) < 0.95  # slips appear and are corrected by the check
+    assert all(t.count(" ok\n") == p.level + 1 for p, t in zip(problems, traces))
+
+
+def test_splits_are_disjoint_and_deterministic():
+    cfg = TaskConfig(heldout_size=40, dev_size=20, rl_prompts=200, warmup_size=30, levels=[1, 2, 3, 4])
+    a, b = build_datasets(cfg, seed=0), build_datasets(cfg, seed=0)
+    assert [p.id for p in a.heldout] == [p.id for p in b.heldout]
+    held = {p.id for p in a.heldout}
+    assert not held & {p.id for p in a.dev}
+    assert not held & {p.id for p in a.rl} and not held & {row["id"] for row in a.warmup}
+    assert {p.level for p in a.heldout} == {1, 2, 3, 4}
+    assert {row["level"] for row in a.warmup} <= set(cfg.warmup_levels)
+
+
+def test_exhausted_level_is_an_error():
+    with pytest.raises(ValueError, match="level 1"):
+        generate_arithmetic(10, seed=0, levels=(1,), exclude={f"arith-{i}" for i in range(0)} | {
+            p.id for p in generate_arithmetic(2916, seed=5, levels=(1,))})

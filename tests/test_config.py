@@ -1,0 +1,41 @@
+import pytest
+
+from mirrorl.config import Config, ConfigError, load_config, save_config
+
+
+def test_defaults_yaml_overrides_and_round_trip(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("rl:\n  tau: 0.5\n  iterations: 7\ntask:\n  levels: [1, 2]\n")
+    cfg = load_config(recipe, ["rl.iterations=9", "run.seed=3"])
+    assert (cfg.rl.tau, cfg.rl.iterations, cfg.run.seed, cfg.task.levels) == (0.5, 9, 3, [1, 2])
+    assert cfg.sft.lr == Config().sft.lr  # untouched defaults stay
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+@pytest.mark.parametrize("text, overrides, needle", [
+    ("rl:\n  taux: 1\n", [], "rl.taux"),                       # unknown key, named
+    ("rl:\n  tau: [1\n", [], "r.yaml"),                         # YAML syntax error names the file
+    ("rl:\n  tau: abc\n", [], "rl.tau"),                        # wrong type
+    ("", ["rl.tau=-1"], "rl.tau must be > 0"),                  # out of range
+    ("", ["rl.samples_per_prompt=1"], "samples_per_prompt"),
+    ("", ["run.precision=fp8"], "run.precision"),
+    ("", ["rl.optimizer_steps_per_iteration=3"], "must divide"),
+    ("", ["justaword"], "section.key=value"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, overrides, needle):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace(".", r"\.")):
+        load_config(recipe, overrides)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_demo_recipe_loads():
+    from pathlib import Path
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert cfg.rl.loss == "k15" and cfg.task.heldout_size >= 400

@@ -1,0 +1,78 @@
+"""The CLI end to end at toy size, and its errors on bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mirrorl.cli import main
+from mirrorl.models.loading import load_policy
+
+QUICK = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "task.heldout_size=8", "task.dev_size=4",
+         "task.rl_prompts=40", "task.warmup_size=16", "sft.max_steps=6", "sft.eval_every=3", "sft.batch_size=8",
+         "rl.iterations=2", "rl.prompts_per_iteration=4", "rl.samples_per_prompt=4", "rl.max_response_tokens=24",
+         "rl.optimizer_steps_per_iteration=2", "eval.max_response_tokens=24", "rl.eval_every=1", "rl.save_every=1"]
+
+
+def test_demo_quick_run_writes_every_output(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK]) == 0
+    for name in ("config.yaml", "summary.json", "report.md", "plots/reward.png", "plots/heldout_accuracy.png",
+                 "plots/response_length.png", "plots/accuracy_vs_time.png", "data/heldout.jsonl",
+                 "data/warmup_sft.jsonl", "base_model/model.safetensors", "sft/model/model.safetensors",
+                 "rl/final/model.safetensors", "rl/checkpoints/latest", "rl/metrics.jsonl",
+                 "sft_control/model/model.safetensors"):
+        assert (out / name).exists(), name
+    assert list((out / "rl" / "tb" / "rl").glob("events.out.tfevents.*"))
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("sft_accuracy", "rl_accuracy", "sft_continued_accuracy", "heldout_size", "mean_response_tokens",
+                "wall_seconds", "sft_per_level", "rl_per_level"):
+        assert summary[key] is not None, key
+    assert summary["heldout_size"] == 8
+    base, _ = load_policy(out / "base_model")
+    sft, _ = load_policy(out / "sft" / "model")
+    assert any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), sft.state_dict().values()))
+    # a second run reuses every finished stage
+    assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK]) == 0
+
+
+def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir):
+    data = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "test.jsonl"
+    if not data.exists():
+        pytest.skip(f"{data} not found (public GSM8K test split; see README)")
+    rows = data.read_text().splitlines()[:24]
+    small = tmp_path / "gsm8k.jsonl"
+    small.write_text("\n".join(rows) + "\n")
+    assert main(["rl", "--model", str(tiny_model_dir), "--data", str(small), "--out", str(tmp_path / "run"),
+                 "task.heldout_size=8", "rl.iterations=1", "rl.prompts_per_iteration=2", "rl.samples_per_prompt=2",
+                 "rl.optimizer_steps_per_iteration=1", "rl.max_response_tokens=8", "eval.max_response_tokens=8"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["stage"] == "rl" and records[-1]["step"] == 1 and "reward" in records[-1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["rl", "--model", "/nonexistent/model"], "/nonexistent/model: not a model folder"),
+    (["rl", "--model", "{model}", "--data", "{bad_jsonl}"], "bad.jsonl line 2"),
+    (["rl", "--model", "{model}", "--data", "{empty_jsonl}"], "empty.jsonl"),
+    (["rl", "--model", "{model}", "rl.tau=0"], "rl.tau must be > 0"),
+    (["rl", "--resume", "{tmp}"], "not a run folder"),
+    (["sft", "--model", "{model}", "--sft-data", "{bad_sft}"], "field 'response'"),
+])
+def test_bad_input_exits_with_clear_error(tmp_path, tiny_model_dir, capsys, argv, needle):
+    (tmp_path / "bad.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "no answer"}\n')
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "bad_sft.jsonl").write_text('{"prompt": "1+1=?", "answer": "2"}\n')
+    subs = {"{model}": str(tiny_model_dir), "{bad_jsonl}": str(tmp_path / "bad.jsonl"),
+            "{empty_jsonl}": str(tmp_path / "empty.jsonl"), "{tmp}": str(tmp_path), "{bad_sft}": str(tmp_path / "bad_sft.jsonl")}
+    argv = [subs.get(a, a) for a in argv] + ["--out", str(tmp_path / "out")] * (argv[1] != "--resume")
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["rl", "--help"])
+    text = capsys.readouterr().out
+    for key in ("rl.tau", "rl.samples_per_prompt", "rl.reset_optimizer", "task.data", "eval.temperature", "--resume"):
+        assert key in text

@@ -1,0 +1,113 @@
+"""The RL loop on a toy-sized model: weights move, resume reproduces an uninterrupted run, errors are clear."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import mirrorl.rl as rl_module
+from mirrorl.config import load_config
+from mirrorl.models.loading import load_policy
+from mirrorl.rewards.math import Verdict
+from mirrorl.rl import train_rl
+from mirrorl.sft import TrainingError
+from mirrorl.tasks.datasets import build_datasets
+
+TINY = ["rl.iterations=4", "rl.prompts_per_iteration=4", "rl.samples_per_prompt=4", "rl.max_response_tokens=16",
+        "rl.eval_every=2", "rl.save_every=2", "rl.optimizer_steps_per_iteration=2", "rl.micro_batch_size=8",
+        "rl.lr=1e-2", "eval.max_response_tokens=16", "task.heldout_size=8", "task.dev_size=4",
+        "task.rl_prompts=40", "task.warmup_size=8", "run.precision=fp32"]
+
+
+def varied_reward(problem, response):
+    """A stand-in reward with variance for an untrained model: responses containing '1' are 'correct'."""
+    ok = "1" in response
+    return Verdict(ok, "equal" if ok else "not_equal", None)
+
+
+def _setup(tiny_model_dir, out, extra=()):
+    cfg = load_config(None, TINY + [f"model.path={tiny_model_dir}", f"run.out_dir={out}", *extra])
+    return cfg, build_datasets(cfg.task, cfg.run.seed)
+
+
+def _rl_records(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["stage"] == "rl" and json.loads(line)["step"] > 0]
+
+
+def _comparable(records):
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k not in ("train_seconds", "rollout_tokens_per_s")}
+            for r in records]
+
+
+def test_weights_change_and_resume_matches_straight_run(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(rl_module, "score", varied_reward)
+    cfg, data = _setup(tiny_model_dir, tmp_path / "straight")
+    straight = train_rl(cfg, data, tmp_path / "straight")
+    start, _ = load_policy(tiny_model_dir)
+    end, _ = load_policy(tmp_path / "straight" / "final")
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), end.state_dict().values()))
+
+    half, data = _setup(tiny_model_dir, tmp_path / "resumed", ["rl.iterations=2"])
+    train_rl(half, data, tmp_path / "resumed")
+    full, _ = _setup(tiny_model_dir, tmp_path / "resumed")
+    resumed = train_rl(full, data, tmp_path / "resumed", resume=True)
+    assert _comparable(_rl_records(tmp_path / "resumed")) == _comparable(_rl_records(tmp_path / "straight"))
+    assert resumed["heldout_accuracy"] == straight["heldout_accuracy"]
+    assert len(_rl_records(tmp_path / "resumed")) == 4
+    a, _ = load_policy(tmp_path / "resumed" / "final")
+    for x, y in zip(end.state_dict().values(), a.state_dict().values()):
+        torch.testing.assert_close(x, y)
+
+
+def test_nan_loss_names_iteration_and_keeps_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(rl_module, "score", varied_reward)
+    cfg, data = _setup(tiny_model_dir, tmp_path / "run", ["rl.iterations=2", "rl.save_every=1"])
+    real_loss = rl_module.LOSSES["k15"]
+    calls = {"n": 0}
+
+    def nan_on_second_iteration(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan"), stats) if calls["n"] > 2 else (loss, stats)
+
+    monkeypatch.setitem(rl_module.LOSSES, "k15", nan_on_second_iteration)
+    with pytest.raises(TrainingError, match="RL iteration 2: loss is nan.*iter_000001"):
+        train_rl(cfg, data, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "iter_000001" / "model.safetensors").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "iter_000002").exists()
+
+
+DRIVER = """
+import sys, mirrorl.rl as rl
+from mirrorl.config import load_config
+from mirrorl.tasks.datasets import build_datasets
+from mirrorl.rewards.math import Verdict
+rl.score = lambda p, r: Verdict("1" in r, "equal", None)
+cfg = load_config(None, sys.argv[3:])
+rl.train_rl(cfg, build_datasets(cfg.task, cfg.run.seed), sys.argv[1], resume=sys.argv[2] == "resume")
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_straight_run(tiny_model_dir, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    args = TINY + [f"model.path={tiny_model_dir}", "rl.iterations=6", "rl.save_every=1"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    subprocess.run([sys.executable, driver, tmp_path / "straight", "fresh", *args], check=True, env=env)
+    victim = subprocess.Popen([sys.executable, driver, tmp_path / "killed", "fresh", *args], env=env)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    while not (latest.exists() and latest.read_text().strip() >= "iter_000002"):
+        assert victim.poll() is None, "run ended before it could be killed"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    subprocess.run([sys.executable, driver, tmp_path / "killed", "resume", *args], check=True, env=env)
+    assert _comparable(_rl_records(tmp_path / "killed")) == _comparable(_rl_records(tmp_path / "straight"))
