@@ -56,7 +56,8 @@ class TaskConfig:
 @dataclass
 class SFTConfig:
     data: str = opt("", "jsonl with `prompt` and `response` fields; empty = generated warm-up traces")
-    lr: float = opt(1e-3, "AdamW learning rate (constant after linear warm-up)")
+    lr: float = opt(1e-3, "AdamW peak learning rate: linear warm-up, then cosine decay to min_lr_ratio * lr at max_steps")
+    min_lr_ratio: float = opt(0.1, "final learning rate as a fraction of lr (the SFT control continues at this rate)")
     warmup_steps: int = opt(20, "linear learning-rate warm-up, optimizer steps")
     batch_size: int = opt(32, "sequences per optimizer step")
     micro_batch_size: int = opt(32, "sequences per forward/backward pass (memory knob, no effect on the math)")

@@ -40,9 +40,12 @@ def _stage(path: Path, compute) -> dict:
 
 
 def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path, stage: str,
-               early_stopping: bool, max_seconds: float | None) -> dict:
+               max_seconds: float | None = None) -> dict:
+    """Warm-up SFT (`max_seconds` None) or the continued-SFT control (time-limited, last weights kept)."""
     model, tokenizer = load_policy(start, device=cfg.run.device)
-    info = run_sft(model, tokenizer, examples, eval_set, cfg, out, stage, early_stopping, max_seconds)
+    control = max_seconds is not None
+    info = run_sft(model, tokenizer, examples, eval_set, cfg, out, stage, early_stopping=not control,
+                   max_seconds=max_seconds, continued=control)
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
     engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
@@ -72,7 +75,7 @@ def run_demo(cfg: Config) -> dict:
 
     print("[demo] warm-up SFT (stops when dev accuracy stops improving)")
     sft = _stage(out / "sft" / "result.json", lambda: _sft_stage(
-        cfg, base, data.warmup, data.dev, data.heldout, out / "sft", "sft", True, None))
+        cfg, base, data.warmup, data.dev, data.heldout, out / "sft", "sft"))
     print(f"[demo] SFT held-out accuracy {sft['heldout_accuracy']:.3f}")
 
     print("[demo] RL with the k1.5 loss")
@@ -84,9 +87,14 @@ def run_demo(cfg: Config) -> dict:
     control = {}
     if cfg.demo.control:
         print(f"[demo] control: continued warm-up SFT for RL's {rl['train_seconds']:.0f} training seconds")
+        # about as many held-out evaluations as RL made, spread over the same training time
+        control_cfg = copy.deepcopy(cfg)
+        seconds_per_step = sft["train_seconds"] / max(1, sft["steps"])
+        evals = max(1, len(rl["curve"]) - 1)
+        control_cfg.sft.eval_every = max(1, int(rl["train_seconds"] / seconds_per_step / evals))
         control = _stage(out / "sft_control" / "result.json", lambda: _sft_stage(
-            cfg, out / "sft" / "model", data.warmup, data.heldout, data.heldout, out / "sft_control",
-            "sft_control", False, rl["train_seconds"]))
+            control_cfg, out / "sft" / "model", data.warmup, data.heldout, data.heldout, out / "sft_control",
+            "sft_control", rl["train_seconds"]))
         print(f"[demo] continued-SFT held-out accuracy {control['heldout_accuracy']:.3f}")
 
     summary = {

@@ -56,8 +56,16 @@ def sft_step(model, batch, optimizer, cfg: Config, pad_id: int) -> dict:
     return {"loss": total, "grad_norm": grad_norm, "tokens": num_tokens}
 
 
+def lr_factor(step: int, cfg: Config) -> float:
+    """Learning-rate multiplier at optimizer step `step`: linear warm-up, then cosine to `min_lr_ratio`."""
+    if step < cfg.sft.warmup_steps:
+        return (step + 1) / cfg.sft.warmup_steps
+    progress = min(1.0, (step - cfg.sft.warmup_steps) / max(1, cfg.sft.max_steps - cfg.sft.warmup_steps))
+    return cfg.sft.min_lr_ratio + (1 - cfg.sft.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, run_dir, stage: str = "sft",
-            early_stopping: bool = True, max_seconds: float | None = None) -> dict:
+            early_stopping: bool = True, max_seconds: float | None = None, continued: bool = False) -> dict:
     """Fine-tune `model` in place on `examples` and return a summary.
 
     Args:
@@ -68,6 +76,8 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
         early_stopping: keep the best weights by eval accuracy and stop after `patience` evaluations
             without improvement; otherwise train until the time/step limit and keep the last weights.
         max_seconds: training wall seconds (evaluation excluded); default `cfg.sft.max_seconds` (0 = none).
+        continued: continue a finished warm-up: constant learning rate `min_lr_ratio * lr` (where the
+            warm-up's schedule ended) instead of warm-up + cosine decay.
     Returns: {"steps", "train_seconds", "best_eval_accuracy", "curve": [(train_seconds, step, accuracy)]}.
     Raises: TrainingError on a non-finite loss (naming the step); ValueError on empty examples.
     """
@@ -78,7 +88,8 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
     data = encode_examples(tokenizer, examples, cfg.model.chat_template)
     rng = random.Random(cfg.run.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.sft.warmup_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, (lambda s: cfg.sft.min_lr_ratio) if continued else (lambda s: lr_factor(s, cfg)))
     engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
 
     def eval_accuracy() -> float:
@@ -90,7 +101,7 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
     train_seconds, order, step = 0.0, [], 0
     bar = tqdm(total=cfg.sft.max_steps, desc=stage, unit="step")
     model.train()
-    while step < cfg.sft.max_steps and not (max_seconds and train_seconds >= max_seconds):
+    while (continued or step < cfg.sft.max_steps) and not (max_seconds and train_seconds >= max_seconds):
         if len(order) < cfg.sft.batch_size:
             order += rng.sample(range(len(data)), len(data))
         batch = [data[i] for i in order[: cfg.sft.batch_size]]

@@ -69,7 +69,7 @@ def generate_arithmetic(n: int, seed: int, levels: tuple[int, ...] = LEVELS,
 
 
 def _inverse(total: int, op: str, x: int) -> str:
-    """The check line for `prev op x = total`: undo the step and compare with `prev`."""
+    """The check for `prev op x = total`: undo the step (the result must equal `prev`)."""
     inv = "-" if op == "+" else "+"
     return f"{total}{inv}{x}={_apply(total, inv, x)}"
 
@@ -77,26 +77,31 @@ def _inverse(total: int, op: str, x: int) -> str:
 def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15) -> str:
     """A verified long chain of thought for `problem`, ending in ``\\boxed{answer}``.
 
-    Example for ``7+8-3=?`` (one slip caught by the check)::
+    The trace works left to right: it computes the first operation, checks it by the inverse
+    operation, then rewrites what is left of the chain with the result in front, until one number
+    remains. The rewritten line is the plan for the rest of the work, and because every step only
+    reads the front of the line above it, the procedure is the same however long the chain is.
+    Example for ``7+8-3=?`` with one slip that the check catches::
 
-        plan: 2 steps
         7+8=15 check 15-8=7 ok
+        15-3
         15-3=11 check 11+3=14 no
         15-3=12 check 12+3=15 ok
         answer: \\boxed{12}
 
     Args:
-        slip_rate: probability that a step is first written with an off-by-one error, then caught.
+        slip_rate: probability that a step is first written off by one, then caught and redone.
     """
     start, steps = _parse(problem)
-    lines = [f"plan: {len(steps)} step" + ("s" if len(steps) > 1 else "")]
-    total = start
-    for op, x in steps:
+    lines, total = [], start
+    for i, (op, x) in enumerate(steps):
         new = _apply(total, op, x)
         if rng.random() < slip_rate:
-            wrong = new + rng.choice((-1, 1))
+            wrong = new + rng.choice((-1, 1)) if new > 0 else new + 1
             lines.append(f"{total}{op}{x}={wrong} check {_inverse(wrong, op, x)} no")
         lines.append(f"{total}{op}{x}={new} check {_inverse(new, op, x)} ok")
         total = new
+        if i + 1 < len(steps):
+            lines.append(str(total) + "".join(f"{o}{y}" for o, y in steps[i + 1:]))
     lines.append(f"answer: \\boxed{{{total}}}")
     return "\n".join(lines)

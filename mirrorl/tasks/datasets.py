@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirrorl.config import TaskConfig
+from mirrorl.config import ConfigError, TaskConfig
 from mirrorl.rewards import score
 from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic
 from mirrorl.tasks.jsonl import load_problems
@@ -51,6 +51,14 @@ def build_datasets(cfg: TaskConfig, seed: int) -> Datasets:
         if not rl:
             raise DataError(f"{cfg.data}: no RL prompts left after removing the held-out set")
         return Datasets(rl=rl, heldout=heldout, dev=heldout[: cfg.dev_size], warmup=[])
+    try:
+        return _generated(cfg, seed)
+    except ValueError as err:
+        raise ConfigError(f"task: {err}; lower task.heldout_size, task.dev_size, task.warmup_size or "
+                          "task.rl_prompts, or add levels") from None
+
+
+def _generated(cfg: TaskConfig, seed: int) -> Datasets:
     levels = tuple(cfg.levels)
     heldout = generate_arithmetic(cfg.heldout_size, seed + 1, levels)
     dev = generate_arithmetic(cfg.dev_size, seed + 2, levels, exclude={p.id for p in heldout})
