@@ -93,7 +93,7 @@ class RLConfig:
 @dataclass
 class EvalConfig:
     samples: int = opt(1, "responses per prompt; pass@1 is averaged over them")
-    temperature: float = opt(0.0, "0 = greedy decoding")
+    temperature: float = opt(0.0, "0 = greedy decoding (pass@1 of the greedy answer); > 0 samples `samples` responses per prompt")
     max_response_tokens: int = opt(200, "longest response in tokens")
     batch_size: int = opt(256, "prompts per generation batch")
 

@@ -65,14 +65,12 @@ def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
 
 
 def _logprobs(model, batch: list[Trajectory], cfg: Config, with_entropy: bool = False):
+    """Token log-probs (B, T), response mask (B, T) and entropy of a batch of trajectories."""
     device = next(model.parameters()).device
-    ids, attn, mask = pad_batch([t.prompt_ids for t in batch], [t.response_ids for t in batch], cfg_pad(model))
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    ids, attn, mask = pad_batch([t.prompt_ids for t in batch], [t.response_ids for t in batch], pad_id)
     logprobs, entropy = token_logprobs(model, ids.to(device), attn.to(device), cfg.run.precision, with_entropy)
     return logprobs, mask.to(device), entropy
-
-
-def cfg_pad(model) -> int:
-    return model.config.pad_token_id if model.config.pad_token_id is not None else 0
 
 
 @torch.no_grad()

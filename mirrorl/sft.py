@@ -10,6 +10,7 @@ wall time, evaluating the held-out set instead.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -79,10 +80,13 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
         continued: continue a finished warm-up: constant learning rate `min_lr_ratio * lr` (where the
             warm-up's schedule ended) instead of warm-up + cosine decay.
     Returns: {"steps", "train_seconds", "best_eval_accuracy", "curve": [(train_seconds, step, accuracy)]}.
-    Raises: TrainingError on a non-finite loss (naming the step); ValueError on empty examples.
+    Raises: TrainingError on a non-finite loss (naming the step); ValueError on empty examples or a
+        continued run without a time limit.
     """
     if not examples:
         raise ValueError("no SFT examples")
+    if continued and not (max_seconds or cfg.sft.max_seconds):
+        raise ValueError("continued SFT needs a time limit (max_seconds)")
     max_seconds = cfg.sft.max_seconds if max_seconds is None else max_seconds
     logger = MetricsLogger(run_dir, stage)
     data = encode_examples(tokenizer, examples, cfg.model.chat_template)
@@ -92,8 +96,11 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
         optimizer, (lambda s: cfg.sft.min_lr_ratio) if continued else (lambda s: lr_factor(s, cfg)))
     engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
 
+    # early stopping compares greedy accuracy (less noisy on a small dev set); the control samples as RL does
+    eval_cfg = dataclasses.replace(cfg.eval, temperature=0.0) if early_stopping else cfg.eval
+
     def eval_accuracy() -> float:
-        return evaluate(engine, tokenizer, eval_problems, cfg.eval, cfg.model.chat_template).accuracy
+        return evaluate(engine, tokenizer, eval_problems, eval_cfg, cfg.model.chat_template).accuracy
 
     best_acc, best_state, bad_evals = eval_accuracy(), copy.deepcopy(model.state_dict()), 0
     curve = [(0.0, 0, best_acc)]
