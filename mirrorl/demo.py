@@ -50,6 +50,8 @@ def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path,
     tokenizer.save_pretrained(out / "model")
     engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
     result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
+    if control:  # the control's curve ends with its final held-out accuracy, as RL's does
+        info["curve"].append((info["train_seconds"], info["steps"], result.accuracy))
     return info | {"heldout_accuracy": result.accuracy, "heldout_per_level": result.per_level,
                    "mean_response_tokens": result.mean_response_tokens}
 

@@ -129,10 +129,10 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
             metrics["eval_accuracy"] = acc
             curve.append((train_seconds, step, acc))
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{acc:.3f}")
-            if acc > best_acc:
-                best_acc, best_state, bad_evals = acc, copy.deepcopy(model.state_dict()), 0
-            else:
-                bad_evals += 1
+            # ties keep the later (longer-trained) weights but still count toward patience
+            bad_evals = 0 if acc > best_acc else bad_evals + 1
+            if acc >= best_acc:
+                best_acc, best_state = acc, copy.deepcopy(model.state_dict())
             if early_stopping and bad_evals >= cfg.sft.patience:
                 logger.log(step, metrics)
                 break

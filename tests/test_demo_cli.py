@@ -32,7 +32,10 @@ def test_demo_quick_run_writes_every_output(tmp_path):
     assert summary["heldout_size"] == 8
     base, _ = load_policy(out / "base_model")
     sft, _ = load_policy(out / "sft" / "model")
+    control, _ = load_policy(out / "sft_control" / "model")
     assert any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), sft.state_dict().values()))
+    assert any(not torch.equal(a, b) for a, b in zip(sft.state_dict().values(), control.state_dict().values()))
+    assert summary["sft_continued_curve"][-1][2] == summary["sft_continued_accuracy"]
     # a second run reuses every finished stage
     assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK]) == 0
 
