@@ -18,7 +18,8 @@ import tempfile
 import time
 
 WORKER = r"""
-import json, sys, time, torch
+import json, sys, time, torch, transformers
+transformers.utils.logging.disable_progress_bar()
 from mirrorl.models.loading import load_policy
 from mirrorl.trainer.precision import autocast, set_threads
 set_threads(int(sys.argv[2]))
@@ -49,7 +50,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    import transformers
+
     from mirrorl.models.tiny import create_tiny_model
+    transformers.utils.logging.disable_progress_bar()
     model_dir = create_tiny_model(tempfile.mkdtemp())
     results = {t: [] for t in args.threads}
     for _ in range(args.repeats):

@@ -64,6 +64,19 @@ def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
     return out
 
 
+def rollout_metrics(trajectories: list[Trajectory], informative: int) -> dict:
+    """Mean reward, mean response length (tokens) and the shares of truncated, unparseable and
+    informative (in a group with unequal rewards) responses."""
+    n = len(trajectories)
+    return {
+        "reward": sum(t.reward for t in trajectories) / n,
+        "response_tokens": sum(len(t.response_ids) for t in trajectories) / n,
+        "truncated": sum(t.finish_reason == "length" for t in trajectories) / n,
+        "parse_failures": sum(t.verdict in ("no_answer", "parse_error", "timeout") for t in trajectories) / n,
+        "informative_groups": informative / n,
+    }
+
+
 def _logprobs(model, batch: list[Trajectory], cfg: Config, with_entropy: bool = False):
     """Token log-probs (B, T), response mask (B, T) and entropy of a batch of trajectories."""
     device = next(model.parameters()).device
@@ -190,7 +203,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             informative = rewards.view(-1, k).std(dim=1) > 0
             keep = [i for i in keep if informative[i // k]]
         with timer("update"):
-            stats = {"loss": 0.0, "entropy": float("nan"), "log_ratio_abs": 0.0, "grad_norm": 0.0}
+            stats = {"loss": 0.0, "log_ratio_abs": 0.0, "grad_norm": 0.0}  # no update: every group uniform
             if keep:
                 generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + iteration)
                 try:
@@ -204,15 +217,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             engine.update_weights(None, iteration + 1)  # engine shares the trainer's module: zero-copy
         phases = timer.pop()
         train_seconds += sum(phases.values())
-        lengths = [len(t.response_ids) for t in trajectories]
-        metrics = {
-            "reward": rewards.mean().item(), "response_tokens": sum(lengths) / len(lengths),
-            "truncated": sum(t.finish_reason == "length" for t in trajectories) / len(trajectories),
-            "parse_failures": sum(t.verdict in ("no_answer", "parse_error", "timeout") for t in trajectories)
-            / len(trajectories),
-            "informative_groups": len(keep) / len(trajectories), **stats, **phases,
-            "rollout_tokens_per_s": sum(lengths) / phases["time/rollout_s"], "train_seconds": train_seconds,
-        }
+        metrics = rollout_metrics(trajectories, len(keep)) | stats | phases | {"train_seconds": train_seconds}
+        metrics["rollout_tokens_per_s"] = metrics["response_tokens"] * len(trajectories) / phases["time/rollout_s"]
         step = iteration + 1
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds
         final = None
