@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
         p.add_argument("--config", help="YAML recipe (see configs/); overrides apply on top")
         p.add_argument("--out", help="run folder (sets run.out_dir)")
-        if name in ("sft", "rl", "eval", "demo"):
+        if name in ("sft", "rl", "eval"):
             p.add_argument("--data", help="jsonl of prompts (GSM8K, MATH, Countdown or mirrorl format; sets task.data)")
         if name in ("sft", "rl"):
             p.add_argument("--model", help="Hugging Face model folder to start from (sets model.path)")
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--sft-data", help="jsonl with prompt/response rows (sets sft.data)")
         if name == "eval":
             p.add_argument("--model", nargs="+", help="one or more model folders to evaluate")
-        if name in ("rl", "demo"):
-            p.add_argument("--resume", nargs="?", const=True, metavar="RUN_DIR",
-                           help="continue a stopped run from its last checkpoint (rl: the run folder)")
+        if name == "rl":
+            p.add_argument("--resume", metavar="RUN_DIR",
+                           help="continue a stopped run from its last checkpoint, with its saved config")
     return parser
 
 
@@ -59,6 +59,9 @@ def _load(args) -> "Config":  # noqa: F821
         overrides.append(f"sft.data={args.sft_data}")
     if isinstance(getattr(args, "model", None), str):
         overrides.append(f"model.path={args.model}")
+    elif getattr(args, "model", None):  # eval: `--model A B key=value` puts overrides after the folders
+        overrides += [m for m in args.model if "=" in m]
+        args.model = [m for m in args.model if "=" not in m]
     return load_config(args.config, overrides)
 
 
@@ -76,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = _load(args)
         return _run(args, cfg)
-    except (ConfigError, DataError, ModelLoadError, TrainingError) as err:
+    except (ConfigError, DataError, ModelLoadError, TrainingError, ValueError, OSError) as err:
         print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = " (RL continues with: mirrorl rl --resume RUN_DIR; demo: run the same command again)"
+        print(f"mirrorl {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 def _run(args, cfg) -> int:
@@ -104,7 +111,7 @@ def _run(args, cfg) -> int:
         if not cfg.model.path and not args.resume:
             raise ConfigError("rl: give the starting policy with --model DIR (or model.path=...)")
         out = Path(cfg.run.out_dir)
-        if args.resume and (out / "data" / "rl_prompts.jsonl").exists():
+        if args.resume:
             data = load_run_datasets(out / "data")
         else:
             data = build_datasets(cfg.task, cfg.run.seed)

@@ -23,7 +23,7 @@ def opt(default, help: str):
 
 @dataclass
 class RunConfig:
-    out_dir: str = opt("runs/demo", "run folder: config, checkpoints, metrics, report")
+    out_dir: str = opt("runs/demo", "output folder (run folder; for tiny-model the model folder)")
     seed: int = opt(0, "seed for data generation, sampling and initialisation")
     threads: int = opt(0, "torch intra-op threads; 0 = one per physical core (measured fastest for tiny models)")
     precision: str = opt("bf16", "compute precision for forward/backward: bf16 (autocast, fp32 master weights) or fp32")
@@ -44,12 +44,12 @@ class TaskConfig:
     data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown or mirrorl format); empty = generated arithmetic")
     heldout_data: str = opt("", "jsonl of held-out prompts; empty = split heldout_size prompts off `data` (or generate)")
     instruction: str = opt("", "text appended to every loaded prompt, e.g. ' Put the final answer in \\boxed{}.'")
-    levels: list = opt([1, 2, 3, 4], "generated task: difficulty levels (level = number of steps)")
+    levels: list = opt([1, 2, 3, 4], "generated task: difficulty levels (level L has L+1 steps)")
     heldout_size: int = opt(400, "held-out prompts for evaluation, spread evenly over levels")
     dev_size: int = opt(100, "dev prompts for SFT early stopping (disjoint from held-out)")
     rl_prompts: int = opt(4000, "generated task: size of the RL prompt pool (gold answers only, no traces)")
     warmup_levels: list = opt([1, 2], "generated task: levels that get warm-up chain-of-thought traces")
-    warmup_size: int = opt(300, "generated task: number of verified warm-up traces (scarce, as in the report)")
+    warmup_size: int = opt(3000, "generated task: number of verified warm-up traces (only for warmup_levels)")
     slip_rate: float = opt(0.15, "generated traces: probability a step shows a slip that the check catches")
 
 
@@ -61,7 +61,7 @@ class SFTConfig:
     warmup_steps: int = opt(20, "linear learning-rate warm-up, optimizer steps")
     batch_size: int = opt(32, "sequences per optimizer step")
     micro_batch_size: int = opt(32, "sequences per forward/backward pass (memory knob, no effect on the math)")
-    max_steps: int = opt(3000, "upper bound on optimizer steps; early stopping usually ends sooner")
+    max_steps: int = opt(450, "optimizer steps (the cosine schedule ends here); early stopping may end sooner")
     eval_every: int = opt(50, "optimizer steps between dev evaluations")
     patience: int = opt(4, "stop after this many dev evaluations without improvement; best weights kept")
     max_seconds: float = opt(0.0, "stop after this many wall seconds (0 = no limit); used by the SFT control")
@@ -70,22 +70,22 @@ class SFTConfig:
 @dataclass
 class RLConfig:
     loss: str = opt("k15", "policy loss: k15 (online mirror descent, report eq. 3)")
-    iterations: int = opt(40, "RL iterations (one rollout phase + one training phase each)")
+    iterations: int = opt(24, "RL iterations (one rollout phase + one training phase each)")
     prompts_per_iteration: int = opt(32, "prompts sampled per iteration")
     samples_per_prompt: int = opt(8, "k: responses per prompt; their mean reward is the baseline")
     tau: float = opt(1.0, "tau: strength of the log-ratio regulariser against the previous iterate")
-    lr: float = opt(2e-4, "AdamW learning rate")
+    lr: float = opt(3e-5, "AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
-    optimizer_steps_per_iteration: int = opt(4, "minibatches per iteration; each takes one optimizer step")
+    optimizer_steps_per_iteration: int = opt(2, "minibatches per iteration; each takes one optimizer step")
     drop_uniform_groups: bool = opt(True, "skip groups whose k rewards are all equal: no policy gradient, only their tau term")
     reset_optimizer: bool = opt(False, "reset optimizer state at the start of every iteration (as in the report)")
     grad_clip: float = opt(1.0, "max global gradient norm (0 = off)")
     temperature: float = opt(1.0, "rollout sampling temperature")
     top_p: float = opt(1.0, "rollout nucleus sampling")
-    max_response_tokens: int = opt(200, "longest response in tokens; longer ones are cut and score 0")
+    max_response_tokens: int = opt(224, "longest response in tokens; longer ones are cut and score 0")
     micro_batch_size: int = opt(64, "sequences per forward/backward pass (memory knob, no effect on the math)")
-    eval_every: int = opt(10, "iterations between held-out evaluations (and at the end)")
-    save_every: int = opt(10, "iterations between checkpoints (and at the end)")
+    eval_every: int = opt(6, "iterations between held-out evaluations (and at the end)")
+    save_every: int = opt(6, "iterations between checkpoints (and at the end)")
     keep_checkpoints: int = opt(2, "most recent checkpoints kept on disk")
     max_seconds: float = opt(0.0, "stop after this many wall seconds of RL (0 = no limit)")
 
@@ -94,8 +94,8 @@ class RLConfig:
 class EvalConfig:
     samples: int = opt(1, "responses per prompt; pass@1 is averaged over them")
     temperature: float = opt(0.0, "0 = greedy decoding (pass@1 of the greedy answer); > 0 samples `samples` responses per prompt")
-    max_response_tokens: int = opt(200, "longest response in tokens")
-    batch_size: int = opt(256, "prompts per generation batch")
+    max_response_tokens: int = opt(224, "longest response in tokens")
+    batch_size: int = opt(128, "prompts per generation batch")
 
 
 @dataclass
@@ -120,9 +120,13 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "rl.loss": ("k15",)}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.lr",
-             "rl.optimizer_steps_per_iteration", "rl.max_response_tokens", "rl.micro_batch_size",
-             "sft.lr", "sft.batch_size", "sft.max_steps", "sft.eval_every", "eval.samples",
-             "eval.max_response_tokens", "eval.batch_size", "task.heldout_size")
+             "rl.optimizer_steps_per_iteration", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
+             "rl.save_every", "rl.keep_checkpoints", "rl.temperature", "rl.top_p", "sft.lr", "sft.batch_size",
+             "sft.micro_batch_size", "sft.max_steps", "sft.eval_every", "sft.patience", "sft.warmup_steps",
+             "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
+             "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads")
+_NON_NEGATIVE = ("rl.weight_decay", "rl.grad_clip", "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio",
+                 "task.warmup_size", "task.slip_rate", "eval.temperature")
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -134,6 +138,17 @@ def _validate(cfg: Config, source: str) -> None:
         section, name = key.split(".")
         if not getattr(getattr(cfg, section), name) > 0:
             raise ConfigError(f"{source}: {key} must be > 0, got {getattr(getattr(cfg, section), name)!r}")
+    for key in _NON_NEGATIVE:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not 0 <= value < float("inf"):
+            raise ConfigError(f"{source}: {key} must be >= 0 and finite, got {value!r}")
+    if cfg.rl.top_p > 1 or cfg.sft.min_lr_ratio > 1 or cfg.task.slip_rate > 1:
+        raise ConfigError(f"{source}: rl.top_p, sft.min_lr_ratio and task.slip_rate must be <= 1")
+    if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
+        raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
+    if cfg.model.hidden_size % cfg.model.num_heads:
+        raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
     if cfg.rl.samples_per_prompt < 2:
         raise ConfigError(f"{source}: rl.samples_per_prompt must be >= 2 (the baseline is the mean of k samples)")
     batch = cfg.rl.prompts_per_iteration * cfg.rl.samples_per_prompt

@@ -4,8 +4,8 @@
     -> RL with the k1.5 loss -> continued-SFT control for the same training time -> report
 
 Each stage writes its result into the run folder and is skipped when that result already exists,
-so `mirrorl demo --resume` after a crash or kill continues where it stopped (RL from its last
-checkpoint). Every stage uses the same functions as the `sft`, `rl` and `eval` commands.
+so running the same `mirrorl demo` command again after a crash or kill continues where it stopped
+(RL from its last checkpoint); a folder holding a run with a different config is refused. Every stage uses the same functions as the `sft`, `rl` and `eval` commands.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from mirrorl.config import Config, save_config
+from mirrorl.config import Config, ConfigError, load_config, save_config
 from mirrorl.eval.evaluate import evaluate
 from mirrorl.eval.report import write_report
 from mirrorl.models.loading import load_policy
@@ -64,8 +64,12 @@ def run_demo(cfg: Config) -> dict:
     """Run (or resume) every stage under `cfg.run.out_dir` and return the summary written to summary.json."""
     start_time = time.time()
     out = Path(cfg.run.out_dir)
+    saved = out / "config.yaml"
+    if saved.exists() and load_config(saved) != cfg:
+        raise ConfigError(f"{out}: holds a demo run with a different config; rerun with the same settings "
+                          "to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    save_config(cfg, saved)
     data = build_datasets(cfg.task, cfg.run.seed)
     save_datasets(data, out / "data")
     print(f"[demo] {len(data.warmup)} warm-up traces (levels {list(cfg.task.warmup_levels)}), "

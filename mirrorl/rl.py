@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from mirrorl.algorithms.losses import group_mean_advantages, k15_loss
-from mirrorl.config import Config, save_config
+from mirrorl.config import Config, ConfigError, save_config
 from mirrorl.eval.evaluate import encode_prompt, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
 from mirrorl.models.loading import load_policy
@@ -148,9 +148,13 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
 
     Writes to `run_dir`: config.yaml, data/*.jsonl, metrics.jsonl, tb/, checkpoints/, final/ (the
     last policy as an HF folder) and rl_summary.json.
-    Raises: TrainingError naming the iteration on a non-finite loss (checkpoints on disk untouched).
+    Raises: TrainingError naming the iteration on a non-finite loss (checkpoints on disk untouched);
+        ConfigError when `run_dir` already holds a run and `resume` is False.
     """
     run_dir = Path(run_dir)
+    if not resume and (run_dir / "checkpoints").exists():
+        raise ConfigError(f"{run_dir}: already holds an RL run; continue it with --resume {run_dir} "
+                          "or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     checkpoint = latest_checkpoint(run_dir) if resume else None

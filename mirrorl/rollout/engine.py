@@ -1,8 +1,8 @@
 """The rollout-engine interface: prompts in, response segments out.
 
 Every engine (Hugging Face `generate` here; vLLM behind the same interface) returns `Segment`s that
-carry the token ids, why generation stopped and which policy version produced them, so the trainer,
-the replay buffer and partial rollouts never depend on the backend.
+carry the token ids, why generation stopped and which policy version produced them, so the trainer
+(and later a replay buffer for partial rollouts) never depends on the backend.
 """
 
 from __future__ import annotations
