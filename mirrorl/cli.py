@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(saved, list(args.overrides) + [f"run.out_dir={args.resume}"])
         else:
             cfg = _load(args)
+            if cfg.run.out_dir == "runs/demo" and args.command != "demo":
+                cfg.run.out_dir = f"runs/{args.command}"  # keep other commands out of the demo's folder
         return _run(args, cfg)
     except (ConfigError, DataError, ModelLoadError, TrainingError, ValueError, OSError) as err:
         print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)

@@ -89,6 +89,7 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
         raise ValueError("continued SFT needs a time limit (max_seconds)")
     max_seconds = cfg.sft.max_seconds if max_seconds is None else max_seconds
     logger = MetricsLogger(run_dir, stage)
+    logger.truncate_after(-1)  # SFT always starts over: drop records of an earlier, unfinished attempt
     data = encode_examples(tokenizer, examples, cfg.model.chat_template)
     rng = random.Random(cfg.run.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=0.0)

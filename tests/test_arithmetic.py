@@ -46,3 +46,12 @@ def test_exhausted_level_is_an_error():
     with pytest.raises(ValueError, match="level 1"):
         generate_arithmetic(10, seed=0, levels=(1,), exclude={f"arith-{i}" for i in range(0)} | {
             p.id for p in generate_arithmetic(2916, seed=5, levels=(1,))})
+
+
+def test_jsonl_data_splits_heldout_dev_and_rl_disjointly(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    path.write_text("".join(f'{{"question": "q{i}", "answer": "#### {i}"}}\n' for i in range(40)))
+    data = build_datasets(TaskConfig(data=str(path), heldout_size=10, dev_size=5), seed=0)
+    ids = [{p.id for p in s} for s in (data.heldout, data.dev, data.rl)]
+    assert [len(s) for s in ids] == [10, 5, 25]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])

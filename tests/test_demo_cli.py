@@ -60,15 +60,18 @@ def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir):
     (["rl", "--model", "{model}", "--data", "{empty_jsonl}"], "empty.jsonl"),
     (["rl", "--model", "{model}", "rl.tau=0"], "rl.tau must be > 0"),
     (["rl", "--resume", "{tmp}"], "not a run folder"),
+    (["rl", "--model", "{model}", "--out", "{existing_run}"], "already holds an RL run"),
     (["sft", "--model", "{model}", "--sft-data", "{bad_sft}"], "field 'response'"),
 ])
 def test_bad_input_exits_with_clear_error(tmp_path, tiny_model_dir, capsys, argv, needle):
     (tmp_path / "bad.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "no answer"}\n')
     (tmp_path / "empty.jsonl").write_text("\n")
     (tmp_path / "bad_sft.jsonl").write_text('{"prompt": "1+1=?", "answer": "2"}\n')
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     subs = {"{model}": str(tiny_model_dir), "{bad_jsonl}": str(tmp_path / "bad.jsonl"),
-            "{empty_jsonl}": str(tmp_path / "empty.jsonl"), "{tmp}": str(tmp_path), "{bad_sft}": str(tmp_path / "bad_sft.jsonl")}
-    argv = [subs.get(a, a) for a in argv] + ["--out", str(tmp_path / "out")] * (argv[1] != "--resume")
+            "{empty_jsonl}": str(tmp_path / "empty.jsonl"), "{tmp}": str(tmp_path), "{bad_sft}": str(tmp_path / "bad_sft.jsonl"),
+            "{existing_run}": str(tmp_path / "run")}
+    argv = [subs.get(a, a) for a in argv] + ["--out", str(tmp_path / "out")] * ("--resume" not in argv and "--out" not in argv)
     assert main(argv) == 2
     assert needle in capsys.readouterr().err
 

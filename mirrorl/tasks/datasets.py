@@ -41,16 +41,16 @@ def build_datasets(cfg: TaskConfig, seed: int) -> Datasets:
     """
     if cfg.data:
         pool = _instructed(load_problems(cfg.data), cfg.instruction)
+        shuffled = random.Random(seed).sample(pool, len(pool))
         if cfg.heldout_data:
             heldout = _instructed(load_problems(cfg.heldout_data), cfg.instruction)
         else:
-            shuffled = random.Random(seed).sample(pool, len(pool))
-            heldout = shuffled[: min(cfg.heldout_size, len(pool) // 2)]
-        held = {p.id for p in heldout}
-        rl = [p for p in pool if p.id not in held]
-        if not rl:
-            raise DataError(f"{cfg.data}: no RL prompts left after removing the held-out set")
-        return Datasets(rl=rl, heldout=heldout, dev=heldout[: cfg.dev_size], warmup=[])
+            heldout, shuffled = shuffled[: min(cfg.heldout_size, len(pool) // 2)], shuffled[min(cfg.heldout_size, len(pool) // 2):]
+        dev, rl = shuffled[: min(cfg.dev_size, len(shuffled) // 2)], shuffled[min(cfg.dev_size, len(shuffled) // 2):]
+        if not rl or not heldout or not dev:
+            raise DataError(f"{cfg.data}: {len(pool)} rows are too few to split into RL prompts, a held-out set "
+                            "and a dev set; add rows or give task.heldout_data")
+        return Datasets(rl=rl, heldout=heldout, dev=dev, warmup=[])
     try:
         return _generated(cfg, seed)
     except ValueError as err:
