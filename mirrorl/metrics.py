@@ -39,9 +39,9 @@ class MetricsLogger:
         """Remove this stage's records with `step > step` (records of other stages are kept)."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and not (json.loads(line)["stage"] == self.stage and json.loads(line)["step"] > step)]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [r for r in records if not (r["stage"] == self.stage and r["step"] > step)]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self.writer is not None:
