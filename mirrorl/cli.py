@@ -154,8 +154,7 @@ def _eval(args, cfg) -> None:
     rows = {}
     for path in args.model:
         model, tokenizer = load_policy(path, device=cfg.run.device)
-        engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size,
-                          cfg.run.precision, progress=True)
+        engine = HFEngine.from_config(model, tokenizer, cfg, progress=True)
         result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
         rows[path] = {"accuracy": result.accuracy, "mean_response_tokens": result.mean_response_tokens,
                       "per_level": result.per_level, "parse_failures": result.parse_failures}

@@ -48,7 +48,7 @@ def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path,
                    max_seconds=max_seconds, continued=control)
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
-    engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
+    engine = HFEngine.from_config(model, tokenizer, cfg)
     result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
     if control:  # the control's curve ends with its final held-out accuracy, as RL's does
         info["curve"].append((info["train_seconds"], info["steps"], result.accuracy))

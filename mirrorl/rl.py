@@ -64,11 +64,16 @@ def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
     return out
 
 
-def rollout_metrics(trajectories: list[Trajectory], informative: int) -> dict:
-    """Mean reward, mean response length (tokens) and the shares of truncated, unparseable and
-    informative (in a group with unequal rewards) responses."""
+def rollout_metrics(trajectories: list[Trajectory], problems: list, informative: int) -> dict:
+    """Mean reward (overall and per difficulty level, `reward/level_L`), mean response length
+    (tokens) and the shares of truncated, unparseable and informative (in a group with unequal
+    rewards) responses. `problems[i]` is the problem that `trajectories[i]` answers."""
     n = len(trajectories)
-    return {
+    by_level: dict[int, list[float]] = {}
+    for t, p in zip(trajectories, problems):
+        if p.level:
+            by_level.setdefault(p.level, []).append(t.reward)
+    return {f"reward/level_{level}": sum(r) / len(r) for level, r in sorted(by_level.items())} | {
         "reward": sum(t.reward for t in trajectories) / n,
         "response_tokens": sum(len(t.response_ids) for t in trajectories) / n,
         "truncated": sum(t.finish_reason == "length" for t in trajectories) / n,
@@ -107,20 +112,25 @@ def _align(ref: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
 
 def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.Tensor, cfg: Config,
                   generator: torch.Generator, nominal_size: int) -> dict:
-    """`cfg.rl.optimizer_steps_per_iteration` optimizer steps on the k1.5 loss over `batch`.
+    """`cfg.rl.epochs` passes over `batch`, each split into `cfg.rl.minibatches` optimizer steps,
+    on the k1.5 loss.
 
     Reference log-probs are taken under the weights before the first step (theta_i). With a single
     step they equal the detached log-probs of that step's own forward pass, so no extra pass is run.
+    From the second step on, the tau term pulls the policy back toward theta_i: each iteration
+    approximately solves the report's eq. 2 rather than taking one gradient step.
     Each minibatch's loss is averaged over `nominal_size` sequences (its size before groups with
     equal rewards were dropped), so dropping them changes no gradient at theta_i.
     Raises: TrainingError on a non-finite loss, before the optimizer step.
     """
-    steps = cfg.rl.optimizer_steps_per_iteration
+    steps = cfg.rl.minibatches * cfg.rl.epochs
     loss_fn = LOSSES[cfg.rl.loss]
     ref = reference_logprobs(model, batch, cfg) if steps > 1 else None
-    order = torch.randperm(len(batch), generator=generator).tolist()
+    chunks = [chunk for _ in range(cfg.rl.epochs)
+              for chunk in torch.tensor_split(torch.randperm(len(batch), generator=generator), cfg.rl.minibatches)]
     totals = {"loss": 0.0, "entropy": 0.0, "log_ratio_abs": 0.0, "grad_norm": 0.0}
-    for chunk in torch.tensor_split(torch.tensor(order), steps):
+    for step, chunk in enumerate(chunks):
+        last_epoch = step >= steps - cfg.rl.minibatches  # entropy and log-ratio are reported for the last pass
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for start in range(0, len(chunk), cfg.rl.micro_batch_size):
@@ -132,8 +142,9 @@ def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.T
             loss = loss * len(micro) / nominal_size
             loss.backward()
             loss_sum += loss.item()
-            totals["entropy"] += ((entropy * mask).sum() / mask.sum()).item() * len(micro) / len(batch)
-            totals["log_ratio_abs"] += stats["log_ratio_abs"] * len(micro) / len(batch)
+            if last_epoch:
+                totals["entropy"] += ((entropy * mask).sum() / mask.sum()).item() * len(micro) / len(batch)
+                totals["log_ratio_abs"] += stats["log_ratio_abs"] * len(micro) / len(batch)
         if not math.isfinite(loss_sum):
             raise TrainingError(f"loss is {loss_sum}")
         if cfg.rl.grad_clip > 0:
@@ -161,7 +172,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
     sampler = UniformSampler(len(data.rl), cfg.run.seed)
-    engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
+    engine = HFEngine.from_config(model, tokenizer, cfg)
     logger = MetricsLogger(run_dir, "rl")
     start_iteration, train_seconds, curve = 0, 0.0, []
     if checkpoint is not None:
@@ -212,7 +223,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
                 generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + iteration)
                 try:
                     stats = policy_update(model, optimizer, [trajectories[i] for i in keep], advantages[keep],
-                                          cfg, generator, len(trajectories) // cfg.rl.optimizer_steps_per_iteration)
+                                          cfg, generator, len(trajectories) // cfg.rl.minibatches)
                 except TrainingError as err:
                     last = latest_checkpoint(run_dir)
                     raise TrainingError(f"RL iteration {iteration + 1}: {err}; last good checkpoint: "
@@ -221,7 +232,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             engine.update_weights(None, iteration + 1)  # engine shares the trainer's module: zero-copy
         phases = timer.pop()
         train_seconds += sum(phases.values())
-        metrics = rollout_metrics(trajectories, len(keep)) | stats | phases | {"train_seconds": train_seconds}
+        metrics = rollout_metrics(trajectories, problems, len(keep)) | stats | phases | {"train_seconds": train_seconds}
         metrics["rollout_tokens_per_s"] = metrics["response_tokens"] * len(trajectories) / phases["time/rollout_s"]
         step = iteration + 1
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds

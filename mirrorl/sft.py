@@ -95,7 +95,7 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, (lambda s: cfg.sft.min_lr_ratio) if continued else (lambda s: lr_factor(s, cfg)))
-    engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size, cfg.run.precision)
+    engine = HFEngine.from_config(model, tokenizer, cfg)
 
     # early stopping compares greedy accuracy (less noisy on a small dev set); the control samples as RL does
     eval_cfg = dataclasses.replace(cfg.eval, temperature=0.0) if early_stopping else cfg.eval

@@ -20,7 +20,7 @@ def test_defaults_yaml_overrides_and_round_trip(tmp_path):
     ("", ["rl.tau=-1"], "rl.tau must be > 0"),                  # out of range
     ("", ["rl.samples_per_prompt=1"], "samples_per_prompt"),
     ("", ["run.precision=fp8"], "run.precision"),
-    ("", ["rl.optimizer_steps_per_iteration=3"], "must divide"),
+    ("", ["rl.minibatches=3"], "must divide"),
     ("", ["justaword"], "section.key=value"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, overrides, needle):

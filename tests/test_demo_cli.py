@@ -12,7 +12,7 @@ from mirrorl.models.loading import load_policy
 QUICK = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "task.heldout_size=8", "task.dev_size=4",
          "task.rl_prompts=40", "task.warmup_size=16", "sft.max_steps=6", "sft.eval_every=3", "sft.batch_size=8",
          "rl.iterations=2", "rl.prompts_per_iteration=4", "rl.samples_per_prompt=4", "rl.max_response_tokens=24",
-         "rl.optimizer_steps_per_iteration=2", "eval.max_response_tokens=24", "rl.eval_every=1", "rl.save_every=1"]
+         "rl.minibatches=2", "eval.max_response_tokens=24", "rl.eval_every=1", "rl.save_every=1"]
 
 
 def test_demo_quick_run_writes_every_output(tmp_path):
@@ -49,7 +49,7 @@ def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir):
     small.write_text("\n".join(rows) + "\n")
     assert main(["rl", "--model", str(tiny_model_dir), "--data", str(small), "--out", str(tmp_path / "run"),
                  "task.heldout_size=8", "rl.iterations=1", "rl.prompts_per_iteration=2", "rl.samples_per_prompt=2",
-                 "rl.optimizer_steps_per_iteration=1", "rl.max_response_tokens=8", "eval.max_response_tokens=8"]) == 0
+                 "rl.minibatches=1", "rl.max_response_tokens=8", "eval.max_response_tokens=8"]) == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["stage"] == "rl" and records[-1]["step"] == 1 and "reward" in records[-1]
 

@@ -20,7 +20,7 @@ from mirrorl.sft import TrainingError
 from mirrorl.tasks.datasets import build_datasets
 
 TINY = ["rl.iterations=4", "rl.prompts_per_iteration=4", "rl.samples_per_prompt=4", "rl.max_response_tokens=16",
-        "rl.eval_every=2", "rl.save_every=2", "rl.optimizer_steps_per_iteration=2", "rl.micro_batch_size=8",
+        "rl.eval_every=2", "rl.save_every=2", "rl.minibatches=2", "rl.micro_batch_size=8",
         "rl.lr=1e-2", "eval.max_response_tokens=16", "task.heldout_size=8", "task.dev_size=4",
         "task.rl_prompts=40", "task.warmup_size=8", "run.precision=fp32"]
 

@@ -25,10 +25,16 @@ class HFEngine:
     """
 
     def __init__(self, model, eos_token_id: int, pad_token_id: int, batch_size: int = 256,
-                 precision: str = "bf16", progress: bool = False):
+                 precision: str = "fp32", progress: bool = False):
         self.model, self.eos, self.pad = model, eos_token_id, pad_token_id
         self.batch_size, self.precision, self.progress = batch_size, precision, progress
         self.policy_version = 0
+
+    @classmethod
+    def from_config(cls, model, tokenizer, cfg, progress: bool = False) -> "HFEngine":
+        """An engine with the run's generation batch size (`eval.batch_size`) and `run.generation_precision`."""
+        return cls(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size,
+                   cfg.run.generation_precision, progress)
 
     def update_weights(self, state_dict: dict | None, version: int) -> None:
         if state_dict is not None:
