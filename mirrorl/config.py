@@ -77,6 +77,8 @@ class RLConfig:
     samples_per_prompt: int = opt(8, "k: responses per prompt; their mean reward is the baseline")
     tau: float = opt(1.0, "tau: strength of the log-ratio regulariser against the previous iterate")
     lr: float = opt(3e-5, "AdamW learning rate")
+    lr_warmup_iterations: int = opt(0, "raise the learning rate linearly over this many first iterations (0 = off); "
+                                    "Adam's first steps are sign steps, which a fresh optimizer state makes large")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     minibatches: int = opt(2, "minibatches per pass over the iteration's trajectories; each takes one optimizer step")
     epochs: int = opt(1, "passes over the iteration's trajectories (optimizer steps = epochs * minibatches)")
@@ -128,7 +130,7 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "sft.micro_batch_size", "sft.max_steps", "sft.eval_every", "sft.patience", "sft.warmup_steps",
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads")
-_NON_NEGATIVE = ("rl.weight_decay", "rl.grad_clip", "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio",
+_NON_NEGATIVE = ("rl.weight_decay", "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature")
 
 

@@ -199,6 +199,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
                total=cfg.rl.iterations)
     iteration, final = start_iteration, None
     for iteration in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.rl.lr * min(1.0, (iteration + 1) / max(1, cfg.rl.lr_warmup_iterations))
         if cfg.rl.reset_optimizer:
             optimizer.state.clear()  # the report resets optimizer state every iteration (section 2.3.2)
         with timer("sample"):
@@ -232,7 +234,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             engine.update_weights(None, iteration + 1)  # engine shares the trainer's module: zero-copy
         phases = timer.pop()
         train_seconds += sum(phases.values())
-        metrics = rollout_metrics(trajectories, problems, len(keep)) | stats | phases | {"train_seconds": train_seconds}
+        metrics = (rollout_metrics(trajectories, problems, len(keep)) | stats | phases
+                   | {"lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds})
         metrics["rollout_tokens_per_s"] = metrics["response_tokens"] * len(trajectories) / phases["time/rollout_s"]
         step = iteration + 1
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds

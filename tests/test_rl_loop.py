@@ -21,7 +21,7 @@ from mirrorl.tasks.datasets import build_datasets
 
 TINY = ["rl.iterations=4", "rl.prompts_per_iteration=4", "rl.samples_per_prompt=4", "rl.max_response_tokens=16",
         "rl.eval_every=2", "rl.save_every=2", "rl.minibatches=2", "rl.micro_batch_size=8",
-        "rl.lr=1e-2", "eval.max_response_tokens=16", "task.heldout_size=8", "task.dev_size=4",
+        "rl.lr=1e-2", "rl.lr_warmup_iterations=3", "rl.epochs=2", "eval.max_response_tokens=16", "task.heldout_size=8", "task.dev_size=4",
         "task.rl_prompts=40", "task.warmup_size=8", "run.precision=fp32"]
 
 
@@ -50,6 +50,7 @@ def test_weights_change_and_resume_matches_straight_run(tiny_model_dir, tmp_path
     monkeypatch.setattr(rl_module, "score", varied_reward)
     cfg, data = _setup(tiny_model_dir, tmp_path / "straight")
     straight = train_rl(cfg, data, tmp_path / "straight")
+    assert [r["lr"] for r in _rl_records(tmp_path / "straight")] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2, 1e-2])
     start, _ = load_policy(tiny_model_dir)
     end, _ = load_policy(tmp_path / "straight" / "final")
     assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), end.state_dict().values()))
@@ -68,7 +69,7 @@ def test_weights_change_and_resume_matches_straight_run(tiny_model_dir, tmp_path
 
 def test_nan_loss_names_iteration_and_keeps_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(rl_module, "score", varied_reward)
-    cfg, data = _setup(tiny_model_dir, tmp_path / "run", ["rl.iterations=2", "rl.save_every=1"])
+    cfg, data = _setup(tiny_model_dir, tmp_path / "run", ["rl.iterations=2", "rl.save_every=1", "rl.epochs=1"])
     real_loss = rl_module.LOSSES["k15"]
     calls = {"n": 0}
 
