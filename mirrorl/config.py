@@ -71,16 +71,19 @@ class SFTConfig:
 
 @dataclass
 class RLConfig:
-    loss: str = opt("k15", "policy loss: k15 (online mirror descent, report eq. 3)")
+    loss: str = opt("k15", "policy loss: k15 (online mirror descent, report eq. 3); baselines: grpo (group-normalised "
+                    "advantages, PPO clip, token mean), rloo (leave-one-out baseline), rest (fit correct responses only)")
     iterations: int = opt(24, "RL iterations (one rollout phase + one training phase each)")
     prompts_per_iteration: int = opt(32, "prompts sampled per iteration")
     samples_per_prompt: int = opt(8, "k: responses per prompt; their mean reward is the baseline")
-    tau: float = opt(1.0, "tau: strength of the log-ratio regulariser against the previous iterate")
+    tau: float = opt(1.0, "tau: strength of the log-ratio regulariser against the previous iterate (loss k15)")
+    clip_eps: float = opt(0.2, "PPO clip range eps: token ratios outside [1 - eps, 1 + eps] stop pushing (loss grpo)")
     lr: float = opt(3e-5, "AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     minibatches: int = opt(2, "minibatches per pass over the iteration's trajectories; each takes one optimizer step")
     epochs: int = opt(1, "passes over the iteration's trajectories (optimizer steps = epochs * minibatches)")
-    drop_uniform_groups: bool = opt(True, "skip groups whose k rewards are all equal: no policy gradient, only their tau term")
+    drop_uniform_groups: bool = opt(True, "skip groups whose k advantages are all zero (equal rewards; for rest: none "
+                                    "correct): no policy gradient, only their tau term")
     reset_optimizer: bool = opt(False, "reset optimizer state at the start of every iteration (as in the report)")
     grad_clip: float = opt(1.0, "max global gradient norm (0 = off)")
     temperature: float = opt(1.0, "rollout sampling temperature")
@@ -121,8 +124,8 @@ class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and the key."""
 
 
-_CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"), "rl.loss": ("k15",)}
-_POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.lr",
+_CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"), "rl.loss": ("k15", "grpo", "rloo", "rest")}
+_POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
              "rl.save_every", "rl.keep_checkpoints", "rl.temperature", "rl.top_p", "sft.lr", "sft.batch_size",
              "sft.micro_batch_size", "sft.max_steps", "sft.eval_every", "sft.patience", "sft.warmup_steps",

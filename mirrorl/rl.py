@@ -6,6 +6,7 @@ One iteration reads like the algorithm:
     -> reference log-probs under theta_i -> optimizer steps on the k1.5 loss -> theta_{i+1}
     -> push weights to the rollout engine -> theta_{i+1} is the next iteration's reference
 
+`rl.loss` swaps the advantage and loss functions for a baseline (GRPO, RLOO, ReST); see `LOSSES`.
 Every phase is timed. Checkpoints (HF weights + optimizer, sampler, RNG and counters) are written
 atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a killed run and,
 with fixed seeds, reproduces the metrics an uninterrupted run would have logged.
@@ -21,7 +22,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mirrorl.algorithms.losses import group_mean_advantages, k15_loss
+from mirrorl.algorithms.losses import (correct_only_advantages, group_mean_advantages, group_normalized_advantages,
+                                       grpo_loss, k15_loss, leave_one_out_advantages, reinforce_loss)
 from mirrorl.config import Config, ConfigError, save_config
 from mirrorl.eval.evaluate import encode_prompt, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
@@ -36,7 +38,13 @@ from mirrorl.trainer.checkpoint import (latest_checkpoint, load_trainer_state, r
                                         set_rng_state)
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
-LOSSES = {"k15": k15_loss}
+# rl.loss -> (advantages from rewards, loss, the rl.* hyperparameters the loss takes by name)
+LOSSES = {
+    "k15": (group_mean_advantages, k15_loss, ("tau",)),
+    "grpo": (group_normalized_advantages, grpo_loss, ("clip_eps",)),
+    "rloo": (leave_one_out_advantages, reinforce_loss, ()),
+    "rest": (correct_only_advantages, reinforce_loss, ()),
+}
 
 
 @dataclass
@@ -66,8 +74,8 @@ def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
 
 def rollout_metrics(trajectories: list[Trajectory], problems: list, informative: int) -> dict:
     """Mean reward (overall and per difficulty level, `reward/level_L`), mean response length
-    (tokens) and the shares of truncated, unparseable and informative (in a group with unequal
-    rewards) responses. `problems[i]` is the problem that `trajectories[i]` answers."""
+    (tokens) and the shares of truncated, unparseable and informative (in a group with a nonzero
+    advantage, i.e. trained on) responses. `problems[i]` is the problem that `trajectories[i]` answers."""
     n = len(trajectories)
     by_level: dict[int, list[float]] = {}
     for t, p in zip(trajectories, problems):
@@ -113,18 +121,19 @@ def _align(ref: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
 def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.Tensor, cfg: Config,
                   generator: torch.Generator, nominal_size: int) -> dict:
     """`cfg.rl.epochs` passes over `batch`, each split into `cfg.rl.minibatches` optimizer steps,
-    on the k1.5 loss.
+    on the loss named by `cfg.rl.loss` (k1.5 by default).
 
     Reference log-probs are taken under the weights before the first step (theta_i). With a single
     step they equal the detached log-probs of that step's own forward pass, so no extra pass is run.
     From the second step on, the tau term pulls the policy back toward theta_i: each iteration
     approximately solves the report's eq. 2 rather than taking one gradient step.
     Each minibatch's loss is averaged over `nominal_size` sequences (its size before groups with
-    equal rewards were dropped), so dropping them changes no gradient at theta_i.
+    all-zero advantages were dropped), so dropping them changes no gradient at theta_i.
     Raises: TrainingError on a non-finite loss, before the optimizer step.
     """
     steps = cfg.rl.minibatches * cfg.rl.epochs
-    loss_fn = LOSSES[cfg.rl.loss]
+    _, loss_fn, hyperparameters = LOSSES[cfg.rl.loss]
+    hyper = {name: getattr(cfg.rl, name) for name in hyperparameters}
     ref = reference_logprobs(model, batch, cfg) if steps > 1 else None
     chunks = [chunk for _ in range(cfg.rl.epochs)
               for chunk in torch.tensor_split(torch.randperm(len(batch), generator=generator), cfg.rl.minibatches)]
@@ -138,7 +147,7 @@ def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.T
             micro = [batch[i] for i in idx]
             logprobs, mask, entropy = _logprobs(model, micro, cfg, with_entropy=True)
             ref_lp = _align([ref[i] for i in idx], mask) if ref is not None else logprobs.detach()
-            loss, stats = loss_fn(logprobs, ref_lp, mask, advantages[idx], cfg.rl.tau)
+            loss, stats = loss_fn(logprobs, ref_lp, mask, advantages[idx], **hyper)
             loss = loss * len(micro) / nominal_size
             loss.backward()
             loss_sum += loss.item()
@@ -193,6 +202,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
 
     prompt_cache: dict[int, list[int]] = {}
     k = cfg.rl.samples_per_prompt
+    advantage_fn = LOSSES[cfg.rl.loss][0]
     sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens)
     timer = PhaseTimer()
     bar = tqdm(range(start_iteration, cfg.rl.iterations), desc="rl", unit="iter", initial=start_iteration,
@@ -211,11 +221,11 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         with timer("reward"):
             trajectories = collect_rewards(segments, problems, tokenizer)
             rewards = torch.tensor([t.reward for t in trajectories])
-            advantages = group_mean_advantages(rewards, k)
+            advantages = advantage_fn(rewards, k)
             sampler.update(indices, rewards.view(-1, k).mean(1).tolist())
         keep = list(range(len(trajectories)))
-        if cfg.rl.drop_uniform_groups:
-            informative = rewards.view(-1, k).std(dim=1) > 0
+        if cfg.rl.drop_uniform_groups:  # tolerance: a float mean of equal rewards may be off by rounding
+            informative = advantages.view(-1, k).abs().amax(dim=1) > 1e-6
             keep = [i for i in keep if informative[i // k]]
         with timer("update"):
             stats = {"loss": 0.0, "log_ratio_abs": 0.0, "grad_norm": 0.0}  # no update: every group uniform

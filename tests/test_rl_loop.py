@@ -69,7 +69,7 @@ def test_weights_change_and_resume_matches_straight_run(tiny_model_dir, tmp_path
 def test_nan_loss_names_iteration_and_keeps_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(rl_module, "score", varied_reward)
     cfg, data = _setup(tiny_model_dir, tmp_path / "run", ["rl.iterations=2", "rl.save_every=1"])
-    real_loss = rl_module.LOSSES["k15"]
+    advantage_fn, real_loss, hyper = rl_module.LOSSES["k15"]
     calls = {"n": 0}
 
     def nan_on_second_iteration(*args, **kwargs):
@@ -77,7 +77,7 @@ def test_nan_loss_names_iteration_and_keeps_checkpoint(tiny_model_dir, tmp_path,
         calls["n"] += 1
         return (loss * float("nan"), stats) if calls["n"] > 2 else (loss, stats)
 
-    monkeypatch.setitem(rl_module.LOSSES, "k15", nan_on_second_iteration)
+    monkeypatch.setitem(rl_module.LOSSES, "k15", (advantage_fn, nan_on_second_iteration, hyper))
     with pytest.raises(TrainingError, match="RL iteration 2: loss is nan.*iter_000001"):
         train_rl(cfg, data, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "iter_000001" / "model.safetensors").exists()
@@ -111,3 +111,14 @@ def test_kill_9_then_resume_matches_straight_run(tiny_model_dir, tmp_path):
     victim.wait()
     subprocess.run([sys.executable, driver, tmp_path / "killed", "resume", *args], check=True, env=env)
     assert _comparable(_rl_records(tmp_path / "killed")) == _comparable(_rl_records(tmp_path / "straight"))
+
+
+@pytest.mark.parametrize("loss", ["grpo", "rloo", "rest"])
+def test_baseline_losses_train(tiny_model_dir, tmp_path, monkeypatch, loss):
+    monkeypatch.setattr(rl_module, "score", varied_reward)
+    cfg, data = _setup(tiny_model_dir, tmp_path / loss, ["rl.iterations=1", f"rl.loss={loss}"])
+    train_rl(cfg, data, tmp_path / loss)
+    start, _ = load_policy(tiny_model_dir)
+    end, _ = load_policy(tmp_path / loss / "final")
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), end.state_dict().values()))
+    assert _rl_records(tmp_path / loss)[0]["informative_groups"] > 0
