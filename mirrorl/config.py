@@ -78,6 +78,9 @@ class RLConfig:
     samples_per_prompt: int = opt(8, "k: responses per prompt; their mean reward is the baseline")
     tau: float = opt(1.0, "tau: strength of the log-ratio regulariser against the previous iterate (loss k15)")
     clip_eps: float = opt(0.2, "PPO clip range eps: token ratios outside [1 - eps, 1 + eps] stop pushing (loss grpo)")
+    length_penalty_weight: float = opt(0.0, "w in r + w * len_reward (report section 2.3.3): shorter correct responses "
+                                       "gain up to w/2, longer ones lose up to w/2, per group (0 = off)")
+    length_penalty_warmup: int = opt(0, "iterations of standard RL before the length penalty switches on at full weight")
     lr: float = opt(3e-5, "AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     minibatches: int = opt(2, "minibatches per pass over the iteration's trajectories; each takes one optimizer step")
@@ -131,7 +134,7 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "sft.micro_batch_size", "sft.max_steps", "sft.eval_every", "sft.patience", "sft.warmup_steps",
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads")
-_NON_NEGATIVE = ("rl.weight_decay", "rl.grad_clip", "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio",
+_NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.weight_decay", "rl.grad_clip", "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature")
 
 

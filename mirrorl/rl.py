@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mirrorl.algorithms.length_penalty import length_penalty_weight, length_rewards
 from mirrorl.algorithms.losses import (correct_only_advantages, group_mean_advantages, group_normalized_advantages,
                                        grpo_loss, k15_loss, leave_one_out_advantages, reinforce_loss)
-from mirrorl.config import Config, ConfigError, save_config
+from mirrorl.config import Config, ConfigError, RLConfig, save_config
 from mirrorl.eval.evaluate import encode_prompt, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
 from mirrorl.models.loading import load_policy
@@ -70,6 +71,20 @@ def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
             reward, reason = float(verdict.correct), verdict.reason
         out.append(Trajectory(seg.prompt_ids, seg.token_ids, reward, seg.finish_reason, reason, seg.policy_version))
     return out
+
+
+def shaped_rewards(trajectories: list[Trajectory], k: int, cfg: RLConfig, iteration: int
+                   ) -> tuple[torch.Tensor, dict]:
+    """The rewards advantages are taken from: task reward (0/1) + w * len_reward (report section 2.3.3),
+    with w = `cfg.length_penalty_weight` from 0-based iteration `cfg.length_penalty_warmup` on and 0 before.
+
+    Returns: (B,) rewards, ordered group by group like `trajectories`, and {"length_reward": mean
+    len_reward} (logged even while w = 0).
+    """
+    task = torch.tensor([t.reward for t in trajectories])
+    bonus = length_rewards(torch.tensor([len(t.response_ids) for t in trajectories]), task > 0, k)
+    weight = length_penalty_weight(iteration, cfg.length_penalty_weight, cfg.length_penalty_warmup)
+    return task + weight * bonus, {"length_reward": bonus.mean().item()}
 
 
 def rollout_metrics(trajectories: list[Trajectory], problems: list, informative: int) -> dict:
@@ -220,9 +235,9 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             segments = engine.generate(prompts, sampling)
         with timer("reward"):
             trajectories = collect_rewards(segments, problems, tokenizer)
-            rewards = torch.tensor([t.reward for t in trajectories])
+            rewards, shaping = shaped_rewards(trajectories, k, cfg.rl, iteration)
             advantages = advantage_fn(rewards, k)
-            sampler.update(indices, rewards.view(-1, k).mean(1).tolist())
+            sampler.update(indices, torch.tensor([t.reward for t in trajectories]).view(-1, k).mean(1).tolist())
         keep = list(range(len(trajectories)))
         if cfg.rl.drop_uniform_groups:  # tolerance: a float mean of equal rewards may be off by rounding
             informative = advantages.view(-1, k).abs().amax(dim=1) > 1e-6
@@ -242,7 +257,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             engine.update_weights(None, iteration + 1)  # engine shares the trainer's module: zero-copy
         phases = timer.pop()
         train_seconds += sum(phases.values())
-        metrics = rollout_metrics(trajectories, problems, len(keep)) | stats | phases | {"train_seconds": train_seconds}
+        metrics = (rollout_metrics(trajectories, problems, len(keep)) | shaping | stats | phases
+                   | {"train_seconds": train_seconds})
         metrics["rollout_tokens_per_s"] = metrics["response_tokens"] * len(trajectories) / phases["time/rollout_s"]
         step = iteration + 1
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mirrorl.rl as rl_module
+from mirrorl.algorithms.length_penalty import length_rewards
 from mirrorl.config import load_config
 from mirrorl.models.loading import load_policy
 from mirrorl.rewards.math import Verdict
@@ -86,6 +87,7 @@ def test_nan_loss_names_iteration_and_keeps_checkpoint(tiny_model_dir, tmp_path,
 
 DRIVER = """
 import sys, mirrorl.rl as rl
+from mirrorl.algorithms.length_penalty import length_rewards
 from mirrorl.config import load_config
 from mirrorl.tasks.datasets import build_datasets
 from mirrorl.rewards.math import Verdict
@@ -122,3 +124,32 @@ def test_baseline_losses_train(tiny_model_dir, tmp_path, monkeypatch, loss):
     end, _ = load_policy(tmp_path / loss / "final")
     assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), end.state_dict().values()))
     assert _rl_records(tmp_path / loss)[0]["informative_groups"] > 0
+
+
+def test_loop_switches_the_penalty_on_after_warmup(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(rl_module, "score", varied_reward)
+    seen = {"rewards": [], "bonus": []}
+    advantage_fn, loss_fn, hyper = rl_module.LOSSES["k15"]
+
+    def recording_advantages(rewards, k):
+        seen["rewards"].append(rewards.clone())
+        return advantage_fn(rewards, k)
+
+    def recording_length_rewards(*args):
+        seen["bonus"].append(length_rewards(*args))
+        return seen["bonus"][-1]
+
+    monkeypatch.setitem(rl_module.LOSSES, "k15", (recording_advantages, loss_fn, hyper))
+    monkeypatch.setattr(rl_module, "length_rewards", recording_length_rewards)
+    cfg, data = _setup(tiny_model_dir, tmp_path / "run", ["rl.iterations=3", "rl.length_penalty_weight=0.4",
+                                                          "rl.length_penalty_warmup=1", "rl.max_response_tokens=12"])
+    train_rl(cfg, data, tmp_path / "run")
+    first, *later = seen["rewards"]
+    assert set(first.tolist()) <= {0.0, 1.0}  # warm-up: task rewards only
+    for rewards, bonus in zip(later, seen["bonus"][1:]):
+        task = rewards.round()  # |0.4 * len_reward| <= 0.2, so rounding recovers the 0/1 task reward
+        assert set(task.tolist()) <= {0.0, 1.0}
+        torch.testing.assert_close(rewards, task + 0.4 * bonus)
+    assert any(b.abs().sum() > 0 for b in seen["bonus"][1:])  # lengths differed, so the penalty acted
+    logged = [r["length_reward"] for r in _rl_records(tmp_path / "run")]
+    assert logged == pytest.approx([b.mean().item() for b in seen["bonus"]])
