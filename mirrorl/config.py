@@ -81,6 +81,15 @@ class RLConfig:
     length_penalty_weight: float = opt(0.0, "w in r + w * len_reward (report section 2.3.3): shorter correct responses "
                                        "gain up to w/2, longer ones lose up to w/2, per group (0 = off)")
     length_penalty_warmup: int = opt(0, "iterations of standard RL before the length penalty switches on at full weight")
+    sampler: str = opt("uniform", "prompt sampling (report section 2.3.4): uniform (passes over the pool), prioritized "
+                       "(P(i) ~ max(1 - s_i, priority_floor)) or curriculum (uniform, then hard prompts only)")
+    success_ema: float = opt(0.5, "prioritized/curriculum: weight of a prompt's newest group success rate in its estimate s_i")
+    success_initial: float = opt(0.5, "prioritized/curriculum: s_i of a prompt not yet drawn")
+    priority_floor: float = opt(0.05, "prioritized: smallest sampling weight, so solved prompts stay drawable")
+    curriculum_switch_iteration: int = opt(12, "curriculum: first iteration (0-based) that draws hard prompts only")
+    curriculum_hard_levels: list = opt([], "curriculum: problem levels that count as hard (e.g. [3, 4] in the demo); "
+                                       "empty = prompts with s_i <= curriculum_hard_success at the switch")
+    curriculum_hard_success: float = opt(0.5, "curriculum without hard levels: success estimate at or below which a prompt is hard")
     lr: float = opt(3e-5, "AdamW learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     minibatches: int = opt(2, "minibatches per pass over the iteration's trajectories; each takes one optimizer step")
@@ -127,15 +136,21 @@ class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and the key."""
 
 
-_CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"), "rl.loss": ("k15", "grpo", "rloo", "rest")}
+_CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
+            "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
+             "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
              "rl.save_every", "rl.keep_checkpoints", "rl.temperature", "rl.top_p", "sft.lr", "sft.batch_size",
              "sft.micro_batch_size", "sft.max_steps", "sft.eval_every", "sft.patience", "sft.warmup_steps",
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads")
-_NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.weight_decay", "rl.grad_clip", "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio",
-                 "task.warmup_size", "task.slip_rate", "eval.temperature")
+_NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
+                 "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay", "rl.grad_clip",
+                 "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio", "task.warmup_size", "task.slip_rate",
+                 "eval.temperature")
+_AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
+                "sft.min_lr_ratio", "task.slip_rate")
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -152,8 +167,10 @@ def _validate(cfg: Config, source: str) -> None:
         value = getattr(getattr(cfg, section), name)
         if not 0 <= value < float("inf"):
             raise ConfigError(f"{source}: {key} must be >= 0 and finite, got {value!r}")
-    if cfg.rl.top_p > 1 or cfg.sft.min_lr_ratio > 1 or cfg.task.slip_rate > 1:
-        raise ConfigError(f"{source}: rl.top_p, sft.min_lr_ratio and task.slip_rate must be <= 1")
+    for key in _AT_MOST_ONE:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) > 1:
+            raise ConfigError(f"{source}: {key} must be <= 1, got {getattr(getattr(cfg, section), name)!r}")
     if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
     if cfg.model.hidden_size % cfg.model.num_heads:

@@ -32,7 +32,7 @@ from mirrorl.models.loading import load_policy
 from mirrorl.rewards import score
 from mirrorl.rollout.engine import SamplingParams
 from mirrorl.rollout.hf import HFEngine
-from mirrorl.sampling import UniformSampler
+from mirrorl.sampling import make_sampler
 from mirrorl.sft import TrainingError
 from mirrorl.tasks.datasets import Datasets
 from mirrorl.trainer.checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
@@ -195,7 +195,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     checkpoint = latest_checkpoint(run_dir) if resume else None
     model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
-    sampler = UniformSampler(len(data.rl), cfg.run.seed)
+    sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed)
     engine = HFEngine.from_config(model, tokenizer, cfg)
     logger = MetricsLogger(run_dir, "rl")
     start_iteration, train_seconds, curve = 0, 0.0, []
@@ -227,7 +227,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         if cfg.rl.reset_optimizer:
             optimizer.state.clear()  # the report resets optimizer state every iteration (section 2.3.2)
         with timer("sample"):
-            indices = sampler.sample(cfg.rl.prompts_per_iteration)
+            indices = sampler.sample(cfg.rl.prompts_per_iteration, iteration)
             problems = [data.rl[i] for i in indices for _ in range(k)]
             prompts = [prompt_cache.setdefault(i, encode_prompt(tokenizer, data.rl[i].prompt, cfg.model.chat_template))
                        for i in indices for _ in range(k)]
