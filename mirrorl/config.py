@@ -101,6 +101,10 @@ class RLConfig:
     temperature: float = opt(1.0, "rollout sampling temperature")
     top_p: float = opt(1.0, "rollout nucleus sampling")
     max_response_tokens: int = opt(224, "longest response in tokens; longer ones are cut and score 0")
+    repeat_window_tokens: int = opt(0, "stop a rollout whose last N tokens are a loop of period <= repeat_max_period_tokens "
+                                    "(finish reason repeat, reward 0 - repeat_penalty); 0 = off")
+    repeat_max_period_tokens: int = opt(32, "longest loop period repeat detection looks for (at most half the window)")
+    repeat_penalty: float = opt(0.0, "subtracted from the reward of a rollout stopped in a loop")
     micro_batch_size: int = opt(64, "sequences per forward/backward pass (memory knob, no effect on the math)")
     eval_every: int = opt(6, "iterations between held-out evaluations (and at the end)")
     save_every: int = opt(6, "iterations between checkpoints (and at the end)")
@@ -147,7 +151,7 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay", "rl.grad_clip",
-                 "rl.max_seconds", "sft.max_seconds", "sft.min_lr_ratio", "task.warmup_size", "task.slip_rate",
+                 "rl.max_seconds", "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio", "task.warmup_size", "task.slip_rate",
                  "eval.temperature")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate")
@@ -175,6 +179,8 @@ def _validate(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
+    if cfg.rl.repeat_window_tokens and not 1 <= cfg.rl.repeat_max_period_tokens <= cfg.rl.repeat_window_tokens // 2:
+        raise ConfigError(f"{source}: rl.repeat_max_period_tokens must lie in [1, rl.repeat_window_tokens // 2]")
     if cfg.rl.samples_per_prompt < 2:
         raise ConfigError(f"{source}: rl.samples_per_prompt must be >= 2 (the baseline is the mean of k samples)")
     batch = cfg.rl.prompts_per_iteration * cfg.rl.samples_per_prompt

@@ -61,11 +61,12 @@ class Trajectory:
 
 
 def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
-    """Score each segment against its problem; a response cut at the length limit scores 0 ("truncated")."""
+    """Score each segment against its problem; a response cut at the length limit ("truncated") or
+    stopped in a loop ("repeat") scores 0: it has no final answer."""
     out = []
     for seg, problem in zip(segments, problems):
-        if seg.finish_reason == "length":
-            reward, reason = 0.0, "truncated"
+        if seg.finish_reason in ("length", "repeat"):
+            reward, reason = 0.0, {"length": "truncated", "repeat": "repeat"}[seg.finish_reason]
         else:
             verdict = score(problem, tokenizer.decode(seg.token_ids, skip_special_tokens=True))
             reward, reason = float(verdict.correct), verdict.reason
@@ -76,7 +77,8 @@ def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
 def shaped_rewards(trajectories: list[Trajectory], k: int, cfg: RLConfig, iteration: int
                    ) -> tuple[torch.Tensor, dict]:
     """The rewards advantages are taken from: task reward (0/1) + w * len_reward (report section 2.3.3),
-    with w = `cfg.length_penalty_weight` from 0-based iteration `cfg.length_penalty_warmup` on and 0 before.
+    with w = `cfg.length_penalty_weight` from 0-based iteration `cfg.length_penalty_warmup` on and 0 before,
+    minus `cfg.repeat_penalty` for a response stopped in a loop (section 2.6.2).
 
     Returns: (B,) rewards, ordered group by group like `trajectories`, and {"length_reward": mean
     len_reward} (logged even while w = 0).
@@ -84,12 +86,13 @@ def shaped_rewards(trajectories: list[Trajectory], k: int, cfg: RLConfig, iterat
     task = torch.tensor([t.reward for t in trajectories])
     bonus = length_rewards(torch.tensor([len(t.response_ids) for t in trajectories]), task > 0, k)
     weight = length_penalty_weight(iteration, cfg.length_penalty_weight, cfg.length_penalty_warmup)
-    return task + weight * bonus, {"length_reward": bonus.mean().item()}
+    looped = torch.tensor([t.finish_reason == "repeat" for t in trajectories], dtype=task.dtype)
+    return task + weight * bonus - cfg.repeat_penalty * looped, {"length_reward": bonus.mean().item()}
 
 
 def rollout_metrics(trajectories: list[Trajectory], problems: list, informative: int) -> dict:
     """Mean reward (overall and per difficulty level, `reward/level_L`), mean response length
-    (tokens) and the shares of truncated, unparseable and informative (in a group with a nonzero
+    (tokens) and the shares of truncated, loop-stopped, unparseable and informative (in a group with a nonzero
     advantage, i.e. trained on) responses. `problems[i]` is the problem that `trajectories[i]` answers."""
     n = len(trajectories)
     by_level: dict[int, list[float]] = {}
@@ -100,6 +103,7 @@ def rollout_metrics(trajectories: list[Trajectory], problems: list, informative:
         "reward": sum(t.reward for t in trajectories) / n,
         "response_tokens": sum(len(t.response_ids) for t in trajectories) / n,
         "truncated": sum(t.finish_reason == "length" for t in trajectories) / n,
+        "repeats": sum(t.finish_reason == "repeat" for t in trajectories) / n,
         "parse_failures": sum(t.verdict in ("no_answer", "parse_error", "timeout") for t in trajectories) / n,
         "informative_groups": informative / n,
     }
@@ -218,7 +222,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     prompt_cache: dict[int, list[int]] = {}
     k = cfg.rl.samples_per_prompt
     advantage_fn = LOSSES[cfg.rl.loss][0]
-    sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens)
+    sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens,
+                              cfg.rl.repeat_window_tokens, cfg.rl.repeat_max_period_tokens)
     timer = PhaseTimer()
     bar = tqdm(range(start_iteration, cfg.rl.iterations), desc="rl", unit="iter", initial=start_iteration,
                total=cfg.rl.iterations)

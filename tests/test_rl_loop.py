@@ -153,3 +153,20 @@ def test_loop_switches_the_penalty_on_after_warmup(tiny_model_dir, tmp_path, mon
     assert any(b.abs().sum() > 0 for b in seen["bonus"][1:])  # lengths differed, so the penalty acted
     logged = [r["length_reward"] for r in _rl_records(tmp_path / "run")]
     assert logged == pytest.approx([b.mean().item() for b in seen["bonus"]])
+
+
+def test_loop_stopped_responses_score_zero_minus_the_repeat_penalty(tiny_model_dir):
+    from mirrorl.rl import collect_rewards, shaped_rewards
+    from mirrorl.rollout.engine import Segment
+    from mirrorl.tasks.problem import Problem
+
+    _, tok = load_policy(tiny_model_dir)
+    answer = tok("\\boxed{4}\\boxed{4}\\boxed{4}", add_special_tokens=False)["input_ids"]
+    problem = Problem("p", "2+2=?\n", "4")
+    segments = [Segment([1], answer, reason, 0) for reason in ("stop", "repeat", "length", "stop")]
+    trajectories = collect_rewards(segments, [problem] * 4, tok)
+    assert [(t.reward, t.verdict) for t in trajectories][1:3] == [(0.0, "repeat"), (0.0, "truncated")]
+    assert trajectories[0].reward == 1.0
+    cfg = load_config(None, ["rl.repeat_window_tokens=64", "rl.repeat_penalty=0.5"]).rl
+    rewards, _ = shaped_rewards(trajectories, 4, cfg, iteration=0)
+    assert rewards.tolist() == [1.0, -0.5, 0.0, 1.0]
