@@ -156,17 +156,38 @@ def test_loop_switches_the_penalty_on_after_warmup(tiny_model_dir, tmp_path, mon
 
 
 def test_loop_stopped_responses_score_zero_minus_the_repeat_penalty(tiny_model_dir):
-    from mirrorl.rl import collect_rewards, shaped_rewards
-    from mirrorl.rollout.engine import Segment
+    from mirrorl.rl import score_finished, shaped_rewards
+    from mirrorl.rollout.replay_buffer import Group, Trajectory
     from mirrorl.tasks.problem import Problem
 
     _, tok = load_policy(tiny_model_dir)
     answer = tok("\\boxed{4}\\boxed{4}\\boxed{4}", add_special_tokens=False)["input_ids"]
-    problem = Problem("p", "2+2=?\n", "4")
-    segments = [Segment([1], answer, reason, 0) for reason in ("stop", "repeat", "length", "stop")]
-    trajectories = collect_rewards(segments, [problem] * 4, tok)
+    trajectories = [Trajectory([1], answer, [0] * len(answer), reason) for reason in ("stop", "repeat", "length", "stop")]
+    score_finished([Group(0, trajectories)], [Problem("p", "2+2=?\n", "4")], tok)
     assert [(t.reward, t.verdict) for t in trajectories][1:3] == [(0.0, "repeat"), (0.0, "truncated")]
     assert trajectories[0].reward == 1.0
     cfg = load_config(None, ["rl.repeat_window_tokens=64", "rl.repeat_penalty=0.5"]).rl
     rewards, _ = shaped_rewards(trajectories, 4, cfg, iteration=0)
     assert rewards.tolist() == [1.0, -0.5, 0.0, 1.0]
+
+
+EVERY_FEATURE = ["rl.partial_rollout_tokens=6", "rl.sampler=prioritized", "rl.length_penalty_weight=0.2",
+                 "rl.repeat_window_tokens=8", "rl.repeat_max_period_tokens=4", "rl.repeat_penalty=0.1",
+                 "rl.iterations=5"]
+
+
+def test_partial_rollouts_and_samplers_resume_like_a_straight_run(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(rl_module, "score", varied_reward)
+    cfg, data = _setup(tiny_model_dir, tmp_path / "straight", EVERY_FEATURE)
+    train_rl(cfg, data, tmp_path / "straight")
+    records = _rl_records(tmp_path / "straight")
+    assert records[0]["buffer_groups"] > 0 and "reward" not in records[0]  # 16 tokens take up to 3 iterations
+    assert sum(r["rollout_tokens"] for r in records) > 0 and any(r.get("informative_groups", 0) > 0 for r in records)
+
+    half, data = _setup(tiny_model_dir, tmp_path / "resumed", EVERY_FEATURE + ["rl.iterations=2"])
+    train_rl(half, data, tmp_path / "resumed")
+    state = torch.load(tmp_path / "resumed" / "checkpoints" / "iter_000002" / "trainer_state.pt", weights_only=False)
+    assert state["replay_buffer"]["groups"] and any(s != 0.5 for s in state["sampler"]["success"])
+    full, _ = _setup(tiny_model_dir, tmp_path / "resumed", EVERY_FEATURE)
+    train_rl(full, data, tmp_path / "resumed", resume=True)
+    assert _comparable(_rl_records(tmp_path / "resumed")) == _comparable(records)
