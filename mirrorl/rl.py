@@ -16,8 +16,8 @@ functions for a baseline (GRPO, RLOO, ReST); see `LOSSES`. `rl.sampler`, `rl.len
 detection (2.6.2).
 
 Every phase is timed. Checkpoints (HF weights + optimizer, sampler, replay buffer, RNG and counters)
-are written atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a killed run and,
-with fixed seeds, reproduces the metrics an uninterrupted run would have logged.
+are written atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a
+killed run and, with fixed seeds, reproduces the metrics an uninterrupted run would have logged.
 """
 
 from __future__ import annotations
