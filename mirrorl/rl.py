@@ -6,69 +6,101 @@ One iteration reads like the algorithm:
     -> reference log-probs under theta_i -> optimizer steps on the k1.5 loss -> theta_{i+1}
     -> push weights to the rollout engine -> theta_{i+1} is the next iteration's reference
 
-Every phase is timed. Checkpoints (HF weights + optimizer, sampler, RNG and counters) are written
-atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a killed run and,
-with fixed seeds, reproduces the metrics an uninterrupted run would have logged.
+Rollouts go through a replay buffer of response groups. With `rl.partial_rollout_tokens` set, a
+response gets that many tokens per iteration and an unfinished one is continued in the next (report
+section 2.6.2), beside the new prompts of that iteration; a group enters the update once its k
+responses have finished, so an iteration trains on the groups that finished in it. Without it every
+group finishes in its iteration, as in the picture above. `rl.loss` swaps the advantage and loss
+functions for a baseline (GRPO, RLOO, ReST); see `LOSSES`. `rl.sampler`, `rl.length_penalty_*` and
+`rl.repeat_*` select the report's sampling strategies (2.3.4), length penalty (2.3.3) and repeat
+detection (2.6.2).
+
+Every phase is timed. Checkpoints (HF weights + optimizer, sampler, replay buffer, RNG and counters)
+are written atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a
+killed run and, with fixed seeds, reproduces the metrics an uninterrupted run would have logged.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from mirrorl.algorithms.losses import group_mean_advantages, k15_loss
-from mirrorl.config import Config, ConfigError, save_config
+from mirrorl.algorithms.length_penalty import length_penalty_weight, length_rewards
+from mirrorl.algorithms.losses import (correct_only_advantages, group_mean_advantages, group_normalized_advantages,
+                                       grpo_loss, k15_loss, leave_one_out_advantages, reinforce_loss)
+from mirrorl.config import Config, ConfigError, RLConfig, save_config
 from mirrorl.eval.evaluate import encode_prompt, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
 from mirrorl.models.loading import load_policy
 from mirrorl.rewards import score
 from mirrorl.rollout.engine import SamplingParams
 from mirrorl.rollout.hf import HFEngine
-from mirrorl.sampling import UniformSampler
+from mirrorl.rollout.replay_buffer import Group, ReplayBuffer, Trajectory, extend_rollouts
+from mirrorl.sampling import make_sampler
 from mirrorl.sft import TrainingError
 from mirrorl.tasks.datasets import Datasets
+from mirrorl.tasks.problem import Problem
 from mirrorl.trainer.checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
                                         set_rng_state)
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
-LOSSES = {"k15": k15_loss}
+# rl.loss -> (advantages from rewards, loss, the rl.* hyperparameters the loss takes by name)
+LOSSES = {
+    "k15": (group_mean_advantages, k15_loss, ("tau",)),
+    "grpo": (group_normalized_advantages, grpo_loss, ("clip_eps",)),
+    "rloo": (leave_one_out_advantages, reinforce_loss, ()),
+    "rest": (correct_only_advantages, reinforce_loss, ()),
+}
 
 
-@dataclass
-class Trajectory:
-    """A finished response with its reward. Token counts are in tokens."""
+def score_finished(groups: list[Group], pool: list[Problem], tokenizer) -> None:
+    """Give every finished, not yet scored response its task reward, in place: once, when it finishes,
+    from the whole response (every segment). A response cut at the length limit ("truncated") or
+    stopped in a loop ("repeat") scores 0: it has no final answer.
 
-    prompt_ids: list[int]
-    response_ids: list[int]
-    reward: float
-    finish_reason: str
-    verdict: str
-    policy_version: int
+    Args:
+        groups: response groups; `pool[group.prompt_index]` is the problem they answer.
+    """
+    for group in groups:
+        for t in group.trajectories:
+            if t.finish_reason is None or t.reward is not None:
+                continue
+            if t.finish_reason in ("length", "repeat"):
+                t.reward, t.verdict = 0.0, {"length": "truncated", "repeat": "repeat"}[t.finish_reason]
+            else:
+                verdict = score(pool[group.prompt_index], tokenizer.decode(t.response_ids, skip_special_tokens=True))
+                t.reward, t.verdict = float(verdict.correct), verdict.reason
 
 
-def collect_rewards(segments, problems, tokenizer) -> list[Trajectory]:
-    """Score each segment against its problem; a response cut at the length limit scores 0 ("truncated")."""
-    out = []
-    for seg, problem in zip(segments, problems):
-        if seg.finish_reason == "length":
-            reward, reason = 0.0, "truncated"
-        else:
-            verdict = score(problem, tokenizer.decode(seg.token_ids, skip_special_tokens=True))
-            reward, reason = float(verdict.correct), verdict.reason
-        out.append(Trajectory(seg.prompt_ids, seg.token_ids, reward, seg.finish_reason, reason, seg.policy_version))
-    return out
+def shaped_rewards(trajectories: list[Trajectory], k: int, cfg: RLConfig, iteration: int
+                   ) -> tuple[torch.Tensor, dict]:
+    """The rewards advantages are taken from: task reward (0/1) + w * len_reward (report section 2.3.3),
+    with w = `cfg.length_penalty_weight` from 0-based iteration `cfg.length_penalty_warmup` on and 0 before,
+    minus `cfg.repeat_penalty` for a response stopped in a loop (section 2.6.2).
+
+    Returns: (B,) rewards, ordered group by group like `trajectories`, and {"length_reward": mean
+    len_reward} (logged even while w = 0; empty when there are no trajectories).
+    """
+    task = torch.tensor([t.reward for t in trajectories])
+    bonus = length_rewards(torch.tensor([len(t.response_ids) for t in trajectories]), task > 0, k)
+    weight = length_penalty_weight(iteration, cfg.length_penalty_weight, cfg.length_penalty_warmup)
+    looped = torch.tensor([t.finish_reason == "repeat" for t in trajectories], dtype=task.dtype)
+    metrics = {"length_reward": bonus.mean().item()} if trajectories else {}
+    return task + weight * bonus - cfg.repeat_penalty * looped, metrics
 
 
 def rollout_metrics(trajectories: list[Trajectory], problems: list, informative: int) -> dict:
     """Mean reward (overall and per difficulty level, `reward/level_L`), mean response length
-    (tokens) and the shares of truncated, unparseable and informative (in a group with unequal
-    rewards) responses. `problems[i]` is the problem that `trajectories[i]` answers."""
+    (tokens) and the shares of truncated, loop-stopped, unparseable and informative (in a group with a
+    nonzero advantage, i.e. trained on) responses. `problems[i]` is the problem that `trajectories[i]`
+    answers. Empty when there are no trajectories (every group still in the replay buffer)."""
     n = len(trajectories)
+    if not n:
+        return {}
     by_level: dict[int, list[float]] = {}
     for t, p in zip(trajectories, problems):
         if p.level:
@@ -77,6 +109,7 @@ def rollout_metrics(trajectories: list[Trajectory], problems: list, informative:
         "reward": sum(t.reward for t in trajectories) / n,
         "response_tokens": sum(len(t.response_ids) for t in trajectories) / n,
         "truncated": sum(t.finish_reason == "length" for t in trajectories) / n,
+        "repeats": sum(t.finish_reason == "repeat" for t in trajectories) / n,
         "parse_failures": sum(t.verdict in ("no_answer", "parse_error", "timeout") for t in trajectories) / n,
         "informative_groups": informative / n,
     }
@@ -110,21 +143,36 @@ def _align(ref: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     return full
 
 
+def _fresh_mask(batch: list[Trajectory], mask: torch.Tensor, version: int) -> torch.Tensor:
+    """`mask` (B, T) restricted to the response tokens generated by policy `version` (theta_i).
+
+    Partial rollouts leave earlier segments, generated by older policies, out of the loss: eq. 3's
+    policy-gradient term and GRPO's ratio assume tokens sampled from pi_theta_i, and those segments
+    were not (their own log-probs were not kept, so no importance weight can correct them). They
+    still count as context and through the reward of the whole response.
+    """
+    flags = [torch.tensor([float(v == version) for v in t.token_versions], device=mask.device) for t in batch]
+    return _align(flags, mask)
+
+
 def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.Tensor, cfg: Config,
-                  generator: torch.Generator, nominal_size: int) -> dict:
+                  generator: torch.Generator, nominal_size: float, version: int) -> dict:
     """`cfg.rl.epochs` passes over `batch`, each split into `cfg.rl.minibatches` optimizer steps,
-    on the k1.5 loss.
+    on the loss named by `cfg.rl.loss` (k1.5 by default).
 
     Reference log-probs are taken under the weights before the first step (theta_i). With a single
     step they equal the detached log-probs of that step's own forward pass, so no extra pass is run.
     From the second step on, the tau term pulls the policy back toward theta_i: each iteration
     approximately solves the report's eq. 2 rather than taking one gradient step.
     Each minibatch's loss is averaged over `nominal_size` sequences (its size before groups with
-    equal rewards were dropped), so dropping them changes no gradient at theta_i.
+    all-zero advantages were dropped), so dropping them changes no gradient at theta_i.
+    Only tokens generated by policy `version` enter the loss unless `cfg.rl.train_stale_tokens`
+    (see `_fresh_mask`).
     Raises: TrainingError on a non-finite loss, before the optimizer step.
     """
     steps = cfg.rl.minibatches * cfg.rl.epochs
-    loss_fn = LOSSES[cfg.rl.loss]
+    _, loss_fn, hyperparameters = LOSSES[cfg.rl.loss]
+    hyper = {name: getattr(cfg.rl, name) for name in hyperparameters}
     ref = reference_logprobs(model, batch, cfg) if steps > 1 else None
     chunks = [chunk for _ in range(cfg.rl.epochs)
               for chunk in torch.tensor_split(torch.randperm(len(batch), generator=generator), cfg.rl.minibatches)]
@@ -138,7 +186,8 @@ def policy_update(model, optimizer, batch: list[Trajectory], advantages: torch.T
             micro = [batch[i] for i in idx]
             logprobs, mask, entropy = _logprobs(model, micro, cfg, with_entropy=True)
             ref_lp = _align([ref[i] for i in idx], mask) if ref is not None else logprobs.detach()
-            loss, stats = loss_fn(logprobs, ref_lp, mask, advantages[idx], cfg.rl.tau)
+            loss_mask = mask if cfg.rl.train_stale_tokens else _fresh_mask(micro, mask, version)
+            loss, stats = loss_fn(logprobs, ref_lp, loss_mask, advantages[idx], **hyper)
             loss = loss * len(micro) / nominal_size
             loss.backward()
             loss_sum += loss.item()
@@ -171,7 +220,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     checkpoint = latest_checkpoint(run_dir) if resume else None
     model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
-    sampler = UniformSampler(len(data.rl), cfg.run.seed)
+    sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed)
+    buffer = ReplayBuffer()
     engine = HFEngine.from_config(model, tokenizer, cfg)
     logger = MetricsLogger(run_dir, "rl")
     start_iteration, train_seconds, curve = 0, 0.0, []
@@ -179,6 +229,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         state = load_trainer_state(checkpoint)
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
+        buffer.load_state_dict(state.get("replay_buffer", {"groups": []}))  # runs saved before partial rollouts
         set_rng_state(state["rng"])
         start_iteration, train_seconds, curve = state["iteration"], state["train_seconds"], state["curve"]
         engine.update_weights(None, start_iteration)
@@ -193,7 +244,10 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
 
     prompt_cache: dict[int, list[int]] = {}
     k = cfg.rl.samples_per_prompt
-    sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens)
+    advantage_fn = LOSSES[cfg.rl.loss][0]
+    sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens,
+                              cfg.rl.repeat_window_tokens, cfg.rl.repeat_max_period_tokens)
+    budget = cfg.rl.partial_rollout_tokens or cfg.rl.max_response_tokens
     timer = PhaseTimer()
     bar = tqdm(range(start_iteration, cfg.rl.iterations), desc="rl", unit="iter", initial=start_iteration,
                total=cfg.rl.iterations)
@@ -204,20 +258,24 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         if cfg.rl.reset_optimizer:
             optimizer.state.clear()  # the report resets optimizer state every iteration (section 2.3.2)
         with timer("sample"):
-            indices = sampler.sample(cfg.rl.prompts_per_iteration)
-            problems = [data.rl[i] for i in indices for _ in range(k)]
-            prompts = [prompt_cache.setdefault(i, encode_prompt(tokenizer, data.rl[i].prompt, cfg.model.chat_template))
-                       for i in indices for _ in range(k)]
+            for i in sampler.sample(cfg.rl.prompts_per_iteration, iteration):
+                if i not in prompt_cache:
+                    prompt_cache[i] = encode_prompt(tokenizer, data.rl[i].prompt, cfg.model.chat_template)
+                buffer.add(i, prompt_cache[i], k)
         with timer("rollout"):
-            segments = engine.generate(prompts, sampling)
+            generated = extend_rollouts(engine, buffer.trajectories(), sampling, budget, cfg.rl.max_response_tokens)
         with timer("reward"):
-            trajectories = collect_rewards(segments, problems, tokenizer)
-            rewards = torch.tensor([t.reward for t in trajectories])
-            advantages = group_mean_advantages(rewards, k)
-            sampler.update(indices, rewards.view(-1, k).mean(1).tolist())
+            score_finished(buffer.groups, data.rl, tokenizer)
+            groups = buffer.pop_finished()  # all k responses finished: ready for advantages
+            trajectories = [t for g in groups for t in g.trajectories]
+            problems = [data.rl[g.prompt_index] for g in groups for _ in range(k)]
+            rewards, shaping = shaped_rewards(trajectories, k, cfg.rl, iteration)
+            advantages = advantage_fn(rewards, k)
+            sampler.update([g.prompt_index for g in groups],
+                           [sum(t.reward for t in g.trajectories) / k for g in groups])
         keep = list(range(len(trajectories)))
-        if cfg.rl.drop_uniform_groups:
-            informative = rewards.view(-1, k).std(dim=1) > 0
+        if cfg.rl.drop_uniform_groups:  # tolerance: a float mean of equal rewards may be off by rounding
+            informative = advantages.view(-1, k).abs().amax(dim=1) > 1e-6
             keep = [i for i in keep if informative[i // k]]
         with timer("update"):
             stats = {"loss": 0.0, "log_ratio_abs": 0.0, "grad_norm": 0.0}  # no update: every group uniform
@@ -225,7 +283,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
                 generator = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + iteration)
                 try:
                     stats = policy_update(model, optimizer, [trajectories[i] for i in keep], advantages[keep],
-                                          cfg, generator, len(trajectories) // cfg.rl.minibatches)
+                                          cfg, generator, len(trajectories) / cfg.rl.minibatches, iteration)
                 except TrainingError as err:
                     last = latest_checkpoint(run_dir)
                     raise TrainingError(f"RL iteration {iteration + 1}: {err}; last good checkpoint: "
@@ -234,9 +292,9 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             engine.update_weights(None, iteration + 1)  # engine shares the trainer's module: zero-copy
         phases = timer.pop()
         train_seconds += sum(phases.values())
-        metrics = (rollout_metrics(trajectories, problems, len(keep)) | stats | phases
-                   | {"lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds})
-        metrics["rollout_tokens_per_s"] = metrics["response_tokens"] * len(trajectories) / phases["time/rollout_s"]
+        metrics = (rollout_metrics(trajectories, problems, len(keep)) | shaping | stats | phases
+                   | {"lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds, "rollout_tokens": generated, "buffer_groups": len(buffer),
+                      "rollout_tokens_per_s": generated / phases["time/rollout_s"]})
         step = iteration + 1
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds
         final = None
@@ -245,11 +303,12 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
             metrics |= final.as_metrics("heldout")
             curve.append((train_seconds, step, final.accuracy))
         logger.log(step, metrics)
-        bar.set_postfix(reward=f"{metrics['reward']:.3f}", len=f"{metrics['response_tokens']:.0f}")
+        bar.set_postfix(reward=f"{metrics.get('reward', math.nan):.3f}", len=f"{metrics.get('response_tokens', 0):.0f}")
         if step % cfg.rl.save_every == 0 or step == cfg.rl.iterations or out_of_time:
             save_checkpoint(run_dir, step, model, tokenizer, {
                 "iteration": step, "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-                "rng": rng_state(), "train_seconds": train_seconds, "curve": curve,
+                "replay_buffer": buffer.state_dict(), "rng": rng_state(), "train_seconds": train_seconds,
+                "curve": curve,
             }, keep=cfg.rl.keep_checkpoints)
         if out_of_time:
             break

@@ -6,7 +6,7 @@ from mirrorl.models.tiny import create_tiny_model
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # toy-sized models: a second thread only waits on the first, and stalls on a busy machine
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,11 @@ def test_defaults_yaml_overrides_and_round_trip(tmp_path):
     ("", ["rl.tau=-1"], "rl.tau must be > 0"),                  # out of range
     ("", ["rl.samples_per_prompt=1"], "samples_per_prompt"),
     ("", ["run.precision=fp8"], "run.precision"),
+    ("", ["rl.loss=ppo"], "rl.loss"),
+    ("", ["rl.repeat_window_tokens=16"], "rl.repeat_max_period_tokens"),
+    ("", ["rl.sampler=random"], "rl.sampler"),
+    ("", ["rl.success_ema=1.5"], "rl.success_ema must be <= 1"),
+    ("", ["rl.clip_eps=0"], "rl.clip_eps must be > 0"),
     ("", ["rl.minibatches=3"], "must divide"),
     ("", ["justaword"], "section.key=value"),
 ])

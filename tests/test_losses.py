@@ -1,9 +1,11 @@
-"""The k1.5 loss against the report's eq. 3 on a toy categorical policy, and masking on a tiny LM."""
+"""The k1.5 loss against the report's eq. 3 on a toy categorical policy, the baseline losses (GRPO, RLOO,
+ReST) against their definitions, and masking on a tiny LM."""
 
 import pytest
 import torch
 
-from mirrorl.algorithms.losses import group_mean_advantages, k15_loss, sft_loss
+from mirrorl.algorithms.losses import (correct_only_advantages, group_mean_advantages, group_normalized_advantages,
+                                       grpo_loss, k15_loss, leave_one_out_advantages, reinforce_loss, sft_loss)
 from mirrorl.models.loading import load_policy
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
@@ -111,3 +113,75 @@ def test_sequence_logprob_is_sum_over_response_tokens_with_padding(tiny_model_di
             expected = logits[torch.arange(len(p) - 1, len(p) + len(r) - 1), torch.tensor(r)].sum()
             torch.testing.assert_close(seq[row], expected, rtol=1e-4, atol=1e-4)
     assert mask.sum().item() == sum(len(r) for r in responses)
+
+
+def test_leave_one_out_advantages_sum_to_zero_and_scale_the_mean_baseline():
+    # [1, 0, 0]: 1 - mean(0, 0) = 1, 0 - mean(1, 0) = -0.5, -0.5
+    torch.testing.assert_close(leave_one_out_advantages(torch.tensor([1.0, 0.0, 0.0]), 3),
+                               torch.tensor([1.0, -0.5, -0.5]))
+    rewards = torch.rand(5 * 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    adv = leave_one_out_advantages(rewards, 8)
+    torch.testing.assert_close(adv.view(5, 8).sum(1), torch.zeros(5, dtype=torch.float64))
+    torch.testing.assert_close(adv, 8 / 7 * group_mean_advantages(rewards, 8))
+    with pytest.raises(ValueError):
+        leave_one_out_advantages(torch.ones(5), 3)
+
+
+def test_rloo_gradient_is_k_over_k_minus_1_times_k15_gradient_at_reference():
+    theta_i, _, samples, rewards = _toy(seed=7)
+    k = len(samples)
+    theta = theta_i.clone().requires_grad_()
+    logp = torch.log_softmax(theta, 0)[samples].unsqueeze(1)
+    ref = logp.detach()
+    loss, _ = reinforce_loss(logp, ref, torch.ones_like(logp), leave_one_out_advantages(rewards, k))
+    (grad,) = torch.autograd.grad(loss, theta)
+    (k15_grad,) = torch.autograd.grad(_loss(theta, theta_i, samples, rewards, 1.0), theta)
+    torch.testing.assert_close(grad, k / (k - 1) * k15_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_group_normalized_advantages():
+    # [1, 0, 0, 0]: mean 0.25, sample std sqrt((0.75^2 + 3 * 0.25^2) / 3) = 0.5 -> [1.5, -0.5, -0.5, -0.5]
+    adv = group_normalized_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64), 4)
+    torch.testing.assert_close(adv, torch.tensor([1.5, -0.5, -0.5, -0.5, 0, 0, 0, 0], dtype=torch.float64),
+                               rtol=1e-5, atol=0)
+
+
+def _grpo_grad(ratio: float, advantage: float, clip_eps: float = 0.2):
+    """d loss / d logprob of one response of 2 tokens, both at the given ratio to the rollout policy."""
+    ref = torch.log(torch.tensor([[0.3, 0.4]], dtype=torch.float64))
+    logprobs = (ref + torch.log(torch.tensor(ratio, dtype=torch.float64))).requires_grad_()
+    loss, stats = grpo_loss(logprobs, ref, torch.ones_like(ref), torch.tensor([advantage], dtype=torch.float64), clip_eps)
+    loss.backward()
+    return logprobs.grad[0], stats
+
+
+@pytest.mark.parametrize("ratio, advantage, clipped", [
+    (1.5, 1.0, True),    # pushed up past 1 + eps: no further push
+    (0.5, 1.0, False),   # below 1 - eps with A > 0: the unclipped term is smaller, gradient stays
+    (0.5, -1.0, True),   # pushed down past 1 - eps: no further push
+    (1.5, -1.0, False),  # above 1 + eps with A < 0: gradient stays and pulls the ratio back
+    (1.1, 1.0, False),   # inside the range
+    (0.9, -1.0, False),
+])
+def test_grpo_clip_zeroes_gradient_only_outside_range_in_advantage_direction(ratio, advantage, clipped):
+    grad, stats = _grpo_grad(ratio, advantage)
+    if clipped:
+        assert torch.count_nonzero(grad) == 0
+    else:
+        # loss = -1/2 sum_t ratio_t * A, and d ratio_t / d logprob_t = ratio_t
+        torch.testing.assert_close(grad, torch.full((2,), -advantage * ratio / 2, dtype=torch.float64))
+    assert stats["clip_fraction"] == (1.0 if abs(ratio - 1) > 0.2 else 0.0)
+
+
+def test_rest_fits_correct_responses_only():
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    weights = correct_only_advantages(rewards, 2)
+    assert weights.tolist() == [1.0, 0.0, 1.0, 0.0]
+    logprobs = torch.randn(4, 5, dtype=torch.float64).requires_grad_()
+    mask = torch.ones(4, 5, dtype=torch.float64)
+    mask[2, 3:] = 0.0  # shorter response
+    loss, _ = reinforce_loss(logprobs, logprobs.detach(), mask, weights.double())
+    loss.backward()
+    assert torch.count_nonzero(logprobs.grad[[1, 3]]) == 0  # wrong responses: exactly zero gradient
+    # correct ones: gradient of -1/B sum_t log p on every response token (B = 4), as SFT with summed tokens
+    torch.testing.assert_close(logprobs.grad[[0, 2]], -mask[[0, 2]] / 4)

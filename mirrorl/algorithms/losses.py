@@ -1,14 +1,25 @@
-"""Loss functions as pure functions of tensors: k1.5 online mirror descent and SFT.
+"""Loss and advantage functions as pure functions of tensors: k1.5 online mirror descent, the
+baselines it is compared with (GRPO, RLOO, ReST) and SFT.
 
 Shapes: B sequences, T token positions (targets, i.e. the input shifted by one). `mask` is 1.0 on the
-response tokens that enter the loss and 0.0 on prompt and padding positions, so those positions get
-exactly zero gradient. Each function returns `(loss, metrics)` where metrics are detached floats.
+response tokens that enter the loss and 0.0 on prompt and padding positions (and on tokens left out
+of the loss, e.g. stale partial-rollout segments), so those positions get exactly zero gradient. Every
+loss takes `(logprobs, ref_logprobs, mask, advantages, ...)` and returns `(loss, metrics)` where the
+loss is a mean over the B sequences and metrics are detached floats. Every advantage function maps
+`(rewards, group_size)` to advantages, rewards ordered group by group (k responses per prompt).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def _grouped(rewards: Tensor, group_size: int) -> Tensor:
+    """(B,) -> (B / k, k); raises ValueError if B is not a multiple of k."""
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    return rewards.view(-1, group_size)
 
 
 def group_mean_advantages(rewards: Tensor, group_size: int) -> Tensor:
@@ -23,10 +34,61 @@ def group_mean_advantages(rewards: Tensor, group_size: int) -> Tensor:
     Returns: (B,) advantages; zero for every member of a group whose rewards are all equal.
     Raises: ValueError if B is not a multiple of group_size.
     """
-    if rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    grouped = rewards.view(-1, group_size)
+    grouped = _grouped(rewards, group_size)
     return (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+
+
+def group_normalized_advantages(rewards: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    """GRPO advantage `(r_j - mean(r)) / (std(r) + eps)` over each group (Shao et al. 2024, DeepSeekMath
+    section 4.1.2). Not part of the k1.5 report: a common baseline to compare its eq. 3 against.
+
+    `std` is the sample standard deviation (Bessel-corrected, as in common GRPO implementations).
+
+    Args:
+        rewards: (B,) rewards, ordered group by group.
+        group_size: k >= 2, responses per prompt.
+        eps: added to the standard deviation, so groups with equal rewards get 0 rather than 0/0.
+    Returns: (B,) advantages in units of the group's reward standard deviation.
+    Raises: ValueError if B is not a multiple of group_size.
+    """
+    grouped = _grouped(rewards, group_size)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    return (centred / (grouped.std(dim=1, keepdim=True) + eps)).view(-1)
+
+
+def leave_one_out_advantages(rewards: Tensor, group_size: int) -> Tensor:
+    """RLOO advantage `r_j - mean_{i != j} r_i`: each response is judged against the mean of the other
+    k-1 (Kool et al. 2019; Ahmadian et al. 2024). The baseline does not depend on the sample itself,
+    so the policy gradient stays unbiased; algebraically it equals `k/(k-1) * (r_j - mean(r))`.
+
+    Args:
+        rewards: (B,) rewards, ordered group by group.
+        group_size: k >= 2, responses per prompt.
+    Returns: (B,) advantages; they sum to zero within each group.
+    Raises: ValueError if B is not a multiple of group_size.
+    """
+    grouped = _grouped(rewards, group_size)
+    others = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)
+    return (grouped - others).view(-1)
+
+
+def correct_only_advantages(rewards: Tensor, group_size: int) -> Tensor:
+    """ReST weights: 1 for a correct response (reward > 0), 0 otherwise (report section 3.5, Fig. 10:
+    fitting only good samples, i.e. no negative gradients).
+
+    Args:
+        rewards: (B,) rewards, ordered group by group; a task reward of 1 plus a length penalty of
+            weight < 2 stays positive, a wrong response's reward is <= 0.
+        group_size: k, responses per prompt (only checked).
+    Returns: (B,) float weights in {0, 1}.
+    Raises: ValueError if B is not a multiple of group_size.
+    """
+    return (_grouped(rewards, group_size) > 0).to(rewards.dtype).view(-1)
+
+
+def _sequence_log_ratio(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor) -> Tensor:
+    """(B,) sum over masked tokens of log pi_theta - log pi_ref."""
+    return ((logprobs - ref_logprobs.detach()) * mask).sum(dim=1)
 
 
 def k15_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, advantages: Tensor, tau: float
@@ -51,10 +113,64 @@ def k15_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, advantages: T
         tau: regularisation strength, > 0.
     Returns: (scalar loss averaged over the B sequences, metrics).
     """
-    log_ratio = ((logprobs - ref_logprobs.detach()) * mask).sum(dim=1)
+    log_ratio = _sequence_log_ratio(logprobs, ref_logprobs, mask)
     residual = advantages.detach() - tau * log_ratio
     loss = residual.pow(2).mean() / (2 * tau)
     return loss, {"log_ratio_abs": log_ratio.abs().mean().item(), "residual_abs": residual.abs().mean().item()}
+
+
+def grpo_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, advantages: Tensor, clip_eps: float
+              ) -> tuple[Tensor, dict]:
+    """GRPO's PPO-clipped surrogate (DeepSeekMath eq. 3); not in the k1.5 report, a baseline for it.
+
+        ratio_jt = pi_theta(y_jt | ...) / pi_old(y_jt | ...)
+        loss     = -mean_j  1/|y_j| sum_t  min(ratio_jt A_j, clip(ratio_jt, 1 - eps, 1 + eps) A_j)
+
+    Token mean within each response, then mean over responses. `pi_old` is the rollout policy
+    theta_i. The clip removes the gradient of a token once its ratio has left [1 - eps, 1 + eps] in
+    the direction its advantage pushes (above 1 + eps for A > 0, below 1 - eps for A < 0). GRPO's
+    KL penalty to a frozen reference model is left out (beta = 0, as in DAPO and Dr. GRPO): the clip
+    against theta_i is the only trust region, and the comparison with k1.5 stays one of objectives.
+
+    Args:
+        logprobs: (B, T) token log-probabilities under the policy being trained (requires grad).
+        ref_logprobs: (B, T) token log-probabilities under the rollout policy theta_i (no grad).
+        mask: (B, T) float, 1.0 on response tokens in the loss.
+        advantages: (B,) from `group_normalized_advantages` (no grad).
+        clip_eps: clip range eps > 0 (0.2 in PPO and GRPO).
+    Returns: (scalar loss, metrics incl. `clip_fraction`, the share of masked tokens whose ratio is clipped).
+    """
+    log_ratio = logprobs - ref_logprobs.detach()
+    ratio = torch.exp(log_ratio)
+    adv = advantages.detach().unsqueeze(1)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    tokens = mask.sum(dim=1).clamp(min=1)
+    loss = -((surrogate * mask).sum(dim=1) / tokens).mean()
+    clipped = ((ratio - 1).abs() > clip_eps).to(mask.dtype) * mask
+    return loss, {"log_ratio_abs": (log_ratio.detach() * mask).sum(dim=1).abs().mean().item(),
+                  "clip_fraction": (clipped.sum() / mask.sum().clamp(min=1)).item()}
+
+
+def reinforce_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, advantages: Tensor
+                   ) -> tuple[Tensor, dict]:
+    """Plain policy gradient on whole-response log-probabilities: `loss = -mean_j A_j log pi_theta(y_j|x)`.
+
+    With `leave_one_out_advantages` this is RLOO; with `correct_only_advantages` it is ReST (report
+    section 3.5: maximum likelihood on the correct responses only, so wrong responses get exactly zero
+    gradient). Sequence log-probabilities are sums over tokens, as in `k15_loss`, so at theta = theta_i
+    the three differ only in their advantages. There is no importance ratio or regulariser: steps after
+    the first in an iteration are slightly off-policy and uncorrected.
+
+    Args:
+        logprobs: (B, T) token log-probabilities under the policy being trained (requires grad).
+        ref_logprobs: (B, T) token log-probabilities under theta_i (no grad; only for the log-ratio metric).
+        mask: (B, T) float, 1.0 on response tokens in the loss.
+        advantages: (B,) per-response weights (no grad).
+    Returns: (scalar loss averaged over the B sequences, metrics).
+    """
+    sequence_logprob = (logprobs * mask).sum(dim=1)
+    loss = -(advantages.detach() * sequence_logprob).mean()
+    return loss, {"log_ratio_abs": _sequence_log_ratio(logprobs, ref_logprobs, mask).abs().mean().item()}
 
 
 def sft_loss(logprobs: Tensor, mask: Tensor, num_tokens: int | None = None) -> tuple[Tensor, dict]:

@@ -19,11 +19,16 @@ class SamplingParams:
         temperature: softmax temperature (0 = greedy).
         top_p: nucleus sampling mass in (0, 1].
         max_new_tokens: most tokens to generate per response in this call (tokens).
+        repeat_window_tokens: stop a response whose last this-many tokens are a loop (see
+            `mirrorl.rollout.repeat.repeating_tail`); 0 = no repeat detection.
+        repeat_max_period_tokens: longest loop period the detector looks for (tokens).
     """
 
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 200
+    repeat_window_tokens: int = 0
+    repeat_max_period_tokens: int = 0
 
 
 @dataclass
@@ -31,9 +36,10 @@ class Segment:
     """One generated continuation of one prompt.
 
     Attributes:
-        prompt_ids: the prompt token ids the engine saw (no padding).
-        token_ids: generated token ids, including the end-of-sequence token when it stopped.
-        finish_reason: ``"stop"`` (end-of-sequence produced) or ``"length"`` (hit max_new_tokens).
+        prompt_ids: the prompt token ids (no padding; without the response prefix it continued).
+        token_ids: token ids generated in this call, including the end-of-sequence token when it stopped.
+        finish_reason: ``"stop"`` (end-of-sequence produced), ``"length"`` (hit max_new_tokens) or
+            ``"repeat"`` (stopped in a loop by repeat detection).
         policy_version: the iteration whose weights generated it (see `RolloutEngine.update_weights`).
     """
 
@@ -48,8 +54,11 @@ class RolloutEngine(Protocol):
 
     policy_version: int
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Segment]:
-        """One segment per prompt, in order."""
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
+                 prefixes: list[list[int]] | None = None) -> list[Segment]:
+        """One segment per prompt, in order. With `prefixes`, continue each response from its prefix
+        (tokens generated earlier, partial rollouts): the model conditions on prompt + prefix, the
+        segment holds only the new tokens, and repeat detection counts the prefix as response."""
         ...
 
     def update_weights(self, state_dict: dict | None, version: int) -> None:

@@ -2,16 +2,45 @@
 
 In the default single-process mode the engine and the trainer hold the same `nn.Module`, so a weight
 update is free (the colocated case of the report's section 2.6.3 with zero-copy transfer); when given
-a separate model, `update_weights` copies a state dict in place.
+a separate model, `update_weights` copies a state dict in place. Repeat detection runs inside
+`generate` as a `transformers` `StoppingCriteria`, so a looping row stops while the others go on.
 """
 
 from __future__ import annotations
 
 import torch
 from tqdm import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from mirrorl.rollout.engine import SamplingParams, Segment
+from mirrorl.rollout.repeat import repeating_tail
 from mirrorl.trainer.precision import autocast
+
+
+class RepeatStop(StoppingCriteria):
+    """Ends a row of `generate` once its response ends in a loop (`repeating_tail`).
+
+    Only windows that lie inside the response (prefix + tokens generated in this call) count, so a
+    repetitive prompt never triggers it.
+
+    Args:
+        width: columns of the left-padded input (prompt + prefix) passed to `generate`.
+        prefix_lengths: (B,) long, response tokens already in each row's input (0 without partial rollouts).
+        window, max_period: see `repeating_tail` (tokens).
+    Attributes:
+        stopped_at: (B,) long, tokens the row had generated in this call when its loop was found; -1 if never.
+    """
+
+    def __init__(self, width: int, prefix_lengths: torch.Tensor, window: int, max_period: int):
+        self.width, self.prefix_lengths, self.window, self.max_period = width, prefix_lengths, window, max_period
+        self.stopped_at = torch.full_like(prefix_lengths, -1)
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.width
+        looping = repeating_tail(input_ids, self.window, self.max_period)
+        looping &= self.prefix_lengths + generated >= self.window
+        self.stopped_at[looping & (self.stopped_at < 0)] = generated
+        return looping
 
 
 class HFEngine:
@@ -42,25 +71,34 @@ class HFEngine:
         self.policy_version = version
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Segment]:
-        """Sample one response per prompt; see `RolloutEngine.generate`.
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
+                 prefixes: list[list[int]] | None = None) -> list[Segment]:
+        """Sample one response (or continuation of `prefixes[i]`) per prompt; see `RolloutEngine.generate`.
 
-        Prompts are sorted by length and left-padded per batch, so a batch pads little.
+        Inputs (prompt + prefix) are sorted by length and left-padded per batch, so a batch pads little.
+        A row's finish reason is the first of: end-of-sequence ("stop"), a loop ("repeat", tokens
+        kept up to the one that completed the loop) and the token limit ("length").
         """
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[Segment | None] = [None] * len(prompts)
+        prefixes = prefixes or [[] for _ in prompts]
+        inputs = [p + q for p, q in zip(prompts, prefixes)]
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        out: list[Segment | None] = [None] * len(inputs)
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         batches = range(0, len(order), self.batch_size)
         for start in tqdm(batches, desc="rollout", leave=False, disable=not self.progress):
             idx = order[start:start + self.batch_size]
-            width = max(len(prompts[i]) for i in idx)
+            width = max(len(inputs[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for row, i in enumerate(idx):
-                ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-                mask[row, width - len(prompts[i]):] = 1
+                ids[row, width - len(inputs[i]):] = torch.tensor(inputs[i])
+                mask[row, width - len(inputs[i]):] = 1
+            repeat = None
+            if sampling.repeat_window_tokens:
+                repeat = RepeatStop(width, torch.tensor([len(prefixes[i]) for i in idx], device=device),
+                                    sampling.repeat_window_tokens, sampling.repeat_max_period_tokens)
             greedy = sampling.temperature <= 0
             with autocast(self.precision, device):
                 gen = self.model.generate(
@@ -69,12 +107,16 @@ class HFEngine:
                     temperature=None if greedy else sampling.temperature,
                     top_p=None if greedy else sampling.top_p, top_k=None,
                     eos_token_id=self.eos, pad_token_id=self.pad,
+                    stopping_criteria=StoppingCriteriaList([repeat] if repeat else []),
                 )
+            stopped_at = repeat.stopped_at.tolist() if repeat else [-1] * len(idx)
             for row, i in enumerate(idx):
                 tokens = gen[row, width:].tolist()
+                end, reason = len(tokens), "length"
                 if self.eos in tokens:
-                    out[i] = Segment(prompts[i], tokens[: tokens.index(self.eos) + 1], "stop", self.policy_version)
-                else:
-                    out[i] = Segment(prompts[i], tokens, "length", self.policy_version)
+                    end, reason = tokens.index(self.eos) + 1, "stop"
+                if 0 < stopped_at[row] <= end:  # after a row stops, generate pads it (pad may equal eos)
+                    end, reason = stopped_at[row], "repeat"
+                out[i] = Segment(prompts[i], tokens[:end], reason, self.policy_version)
         self.model.train(was_training)
         return out
