@@ -1,4 +1,4 @@
-"""The `mirrorl` command: demo, sft, rl, eval and tiny-model.
+"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short and tiny-model.
 
 Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
 option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
@@ -22,6 +22,8 @@ COMMANDS = {
            ("run", "model", "task", "rl", "eval")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
+    "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",
+              ("run",)),
     "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
 }
 
@@ -32,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     for name, (text, sections) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="options (set in --config YAML or as section.key=value):\n" + describe(sections))
+        if name == "merge":
+            p.add_argument("model_a", metavar="A", help="first model folder (its config and tokenizer are copied)")
+            p.add_argument("model_b", metavar="B", help="second model folder, same architecture")
+            p.add_argument("--weight", type=float, default=0.5, help="weight of B in [0, 1] (default 0.5)")
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
         p.add_argument("--config", help="YAML recipe (see configs/); overrides apply on top")
         p.add_argument("--out", help="run folder (sets run.out_dir)")
@@ -67,6 +73,7 @@ def _load(args) -> "Config":  # noqa: F821
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
     from mirrorl.sft import TrainingError
     from mirrorl.tasks.problem import DataError
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.run.out_dir == "runs/demo" and args.command != "demo":
                 cfg.run.out_dir = f"runs/{args.command}"  # keep other commands out of the demo's folder
         return _run(args, cfg)
-    except (ConfigError, DataError, ModelLoadError, TrainingError, ValueError, OSError) as err:
+    except (ConfigError, DataError, MergeError, ModelLoadError, TrainingError, ValueError, OSError) as err:
         print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -122,6 +129,10 @@ def _run(args, cfg) -> int:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("curve", "samples")}, indent=2))
     elif args.command == "eval":
         _eval(args, cfg)
+    elif args.command == "merge":
+        from mirrorl.long2short.merge import merge_models
+        out = merge_models(args.model_a, args.model_b, cfg.run.out_dir, args.weight)
+        print(f"merged model ({1 - args.weight:g} * A + {args.weight:g} * B) written to {out}")
     return 0
 
 
