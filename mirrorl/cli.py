@@ -156,6 +156,7 @@ def _sft(cfg) -> None:
 
 def _eval(args, cfg) -> None:
     from mirrorl.eval.evaluate import evaluate
+    from mirrorl.eval.report import write_token_efficiency
     from mirrorl.models.loading import load_policy
     from mirrorl.rollout.hf import HFEngine
     from mirrorl.tasks.datasets import build_datasets
@@ -174,7 +175,8 @@ def _eval(args, cfg) -> None:
     out = Path(cfg.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps({"heldout_size": len(heldout), "models": rows}, indent=2))
-    print(f"results in {out / 'eval.json'}")
+    _, table = write_token_efficiency(out, rows, len(heldout))
+    print(f"results in {out / 'eval.json'}; accuracy against tokens in {table} and token_efficiency.png")
 
 
 if __name__ == "__main__":
