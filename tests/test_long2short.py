@@ -86,3 +86,42 @@ def test_dpo_training_prefers_chosen_over_rejected(tiny_model_dir, tmp_path):
     assert records[0]["loss"] == pytest.approx(0.693147, abs=1e-4)  # policy == reference at step 1: log 2
     with pytest.raises(ValueError, match="no DPO pairs"):
         train_dpo(model, tok, [], cfg, tmp_path)
+
+
+TINY_RUN = ["task.heldout_size=4", "task.dev_size=4", "task.rl_prompts=8", "task.warmup_size=4", "long2short.prompts=4",
+            "long2short.samples_per_prompt=4", "long2short.max_response_tokens=64", "eval.max_response_tokens=8",
+            "sft.max_steps=2", "sft.eval_every=1", "sft.batch_size=2", "dpo.steps=2", "dpo.batch_size=2"]
+
+
+def test_run_long2short_builds_every_model_and_the_figure(tmp_path, tiny_model_dir):
+    from mirrorl.long2short.run import run_long2short
+    from mirrorl.models.tiny import create_tiny_model
+    from mirrorl.tasks.datasets import build_datasets
+    cfg = load_config(None, TINY_RUN)
+    short = create_tiny_model(tmp_path / "short", hidden_size=32, num_layers=2, num_heads=2, seed=7)
+    finished_is_correct = lambda problem, text: SimpleNamespace(correct=True)  # noqa: E731
+    summary = run_long2short(cfg, build_datasets(cfg.task, 0), tiny_model_dir, short, tmp_path / "out",
+                             scorer=finished_is_correct)
+    assert list(summary["models"]) == ["long", "short", "merge", "shortest", "dpo"]
+    assert 0 < summary["sft_rows"] <= 4 and summary["dpo_pairs"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "shortest" / "shortest.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (tmp_path / "out" / "dpo" / "pairs.jsonl").read_text().splitlines()]
+    assert all(p["rejected_tokens"] > p["chosen_tokens"] for p in pairs)
+    assert {p["chosen"] for p in pairs} <= {r["response"] for r in rows}
+    for name in ("merge/model.safetensors", "shortest/model/model.safetensors", "dpo/model/model.safetensors",
+                 "eval.json", "token_efficiency.png", "token_efficiency.md"):
+        assert (tmp_path / "out" / name).is_file(), name
+    stages = {json.loads(line)["stage"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()}
+    assert {"dpo"} <= stages and (tmp_path / "out" / "shortest" / "metrics.jsonl").is_file()
+
+
+def test_long2short_command(tmp_path, tiny_model_dir, capsys):
+    from mirrorl.cli import main
+    out = tmp_path / "l2s"
+    assert main(["long2short", "--model", str(tiny_model_dir), "--short-model", str(tiny_model_dir), "--out", str(out),
+                 *TINY_RUN, "long2short.max_response_tokens=8"]) == 0
+    assert set(json.loads((out / "eval.json").read_text())["models"]) >= {"long", "short", "merge"}
+    assert main(["long2short", "--model", str(tiny_model_dir), "--out", str(out)]) == 2
+    assert "--short-model" in capsys.readouterr().err
+    assert main(["long2short", "--run", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
