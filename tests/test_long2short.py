@@ -121,6 +121,19 @@ def test_long2short_command(tmp_path, tiny_model_dir, capsys):
     assert main(["long2short", "--model", str(tiny_model_dir), "--short-model", str(tiny_model_dir), "--out", str(out),
                  *TINY_RUN, "long2short.max_response_tokens=8"]) == 0
     assert set(json.loads((out / "eval.json").read_text())["models"]) >= {"long", "short", "merge"}
+    # a demo run folder: saved config and prompt sets, rl/final and sft/model
+    import shutil
+    from mirrorl.config import save_config
+    from mirrorl.tasks.datasets import build_datasets, save_datasets
+    run = tmp_path / "run"
+    cfg = load_config(None, TINY_RUN)
+    save_config(cfg, run / "config.yaml")
+    save_datasets(build_datasets(cfg.task, 0), run / "data")
+    shutil.copytree(tiny_model_dir, run / "rl" / "final")
+    shutil.copytree(tiny_model_dir, run / "sft" / "model")
+    assert main(["long2short", "--run", str(run), "long2short.max_response_tokens=8"]) == 0
+    result = json.loads((run / "long2short" / "eval.json").read_text())
+    assert result["heldout_size"] == 4 and result["models"]["long"]["path"] == str(run / "rl" / "final")
     assert main(["long2short", "--model", str(tiny_model_dir), "--out", str(out)]) == 2
     assert "--short-model" in capsys.readouterr().err
     assert main(["long2short", "--run", str(tmp_path)]) == 2
