@@ -47,8 +47,8 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
             SFT early-stops on `data.dev`, and every model is evaluated on `data.heldout`.
         long_model: the long-CoT model folder (e.g. a demo run's `rl/final`).
         short_model: the merge partner (e.g. the warm-up SFT model, `sft/model`), same architecture.
-        out_dir: receives merge/, shortest/ (shortest.jsonl, model/), dpo/ (pairs.jsonl, model/),
-            metrics.jsonl, eval.json and token_efficiency.{png,md}.
+        out_dir: receives merge/, shortest/ and dpo/ (shortest.jsonl or pairs.jsonl, model/, metrics.jsonl,
+            tb/), eval.json and token_efficiency.{png,md}.
         scorer: `scorer(problem, text) -> Verdict` that judges the samples (default: the task's reward).
     Returns: {"heldout_size", "models": label -> {"path", "accuracy", "mean_response_tokens", "per_level"},
         "sft_rows", "dpo_pairs"}; a method whose data came out empty (no correct sample) is left out.
@@ -80,7 +80,7 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
     if pairs:
         print("[long2short] DPO: shortest correct preferred over longer ones")
         model, tokenizer = load_policy(long_model, device=cfg.run.device)
-        train_dpo(model, tokenizer, pairs, cfg, out, stage="dpo")
+        train_dpo(model, tokenizer, pairs, cfg, out / "dpo", stage="dpo")
         models["dpo"] = _save(model, tokenizer, out / "dpo" / "model")
 
     results = {}
