@@ -1,4 +1,4 @@
-"""The `mirrorl` command: demo, sft, rl, eval and tiny-model.
+"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short and tiny-model.
 
 Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
 option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
@@ -22,6 +22,11 @@ COMMANDS = {
            ("run", "model", "task", "rl", "eval")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
+    "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",
+              ("run",)),
+    "long2short": ("From a long-CoT model: merge, shortest rejection sampling + SFT and DPO, then accuracy against "
+                   "tokens for all of them on the same held-out prompts (report 2.4).",
+                   ("run", "model", "task", "sft", "eval", "long2short", "dpo")),
     "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
 }
 
@@ -32,13 +37,22 @@ def _parser() -> argparse.ArgumentParser:
     for name, (text, sections) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="options (set in --config YAML or as section.key=value):\n" + describe(sections))
+        if name == "merge":
+            p.add_argument("model_a", metavar="A", help="first model folder (its config and tokenizer are copied)")
+            p.add_argument("model_b", metavar="B", help="second model folder, same architecture")
+            p.add_argument("--weight", type=float, default=0.5, help="weight of B in [0, 1] (default 0.5)")
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
         p.add_argument("--config", help="YAML recipe (see configs/); overrides apply on top")
         p.add_argument("--out", help="run folder (sets run.out_dir)")
-        if name in ("sft", "rl", "eval"):
+        if name in ("sft", "rl", "eval", "long2short"):
             p.add_argument("--data", help="jsonl of prompts (GSM8K, MATH, Countdown or mirrorl format; sets task.data)")
-        if name in ("sft", "rl"):
+        if name in ("sft", "rl", "long2short"):
             p.add_argument("--model", help="Hugging Face model folder to start from (sets model.path)")
+        if name == "long2short":
+            p.add_argument("--short-model", help="the merge partner, same architecture (default with --run: "
+                           "RUN_DIR/sft/model, the warm-up SFT model)")
+            p.add_argument("--run", metavar="RUN_DIR", help="a demo run folder: long model RUN_DIR/rl/final (unless "
+                           "--model), its saved config and prompt sets; output in RUN_DIR/long2short (unless --out)")
         if name == "sft":
             p.add_argument("--sft-data", help="jsonl with prompt/response rows (sets sft.data)")
         if name == "eval":
@@ -67,6 +81,7 @@ def _load(args) -> "Config":  # noqa: F821
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
     from mirrorl.sft import TrainingError
     from mirrorl.tasks.problem import DataError
@@ -76,12 +91,17 @@ def main(argv: list[str] | None = None) -> int:
             if not saved.is_file():
                 raise ConfigError(f"{args.resume}: not a run folder (no config.yaml)")
             cfg = load_config(saved, list(args.overrides) + [f"run.out_dir={args.resume}"])
+        elif args.command == "long2short" and args.run:
+            saved = Path(args.run) / "config.yaml"
+            if not saved.is_file():
+                raise ConfigError(f"{args.run}: not a run folder (no config.yaml)")
+            cfg = load_config(saved, list(args.overrides) + [f"run.out_dir={args.out or Path(args.run) / 'long2short'}"])
         else:
             cfg = _load(args)
             if cfg.run.out_dir == "runs/demo" and args.command != "demo":
                 cfg.run.out_dir = f"runs/{args.command}"  # keep other commands out of the demo's folder
         return _run(args, cfg)
-    except (ConfigError, DataError, ModelLoadError, TrainingError, ValueError, OSError) as err:
+    except (ConfigError, DataError, MergeError, ModelLoadError, TrainingError, ValueError, OSError) as err:
         print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -122,6 +142,12 @@ def _run(args, cfg) -> int:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("curve", "samples")}, indent=2))
     elif args.command == "eval":
         _eval(args, cfg)
+    elif args.command == "long2short":
+        _long2short(args, cfg)
+    elif args.command == "merge":
+        from mirrorl.long2short.merge import merge_models
+        out = merge_models(args.model_a, args.model_b, cfg.run.out_dir, args.weight)
+        print(f"merged model ({1 - args.weight:g} * A + {args.weight:g} * B) written to {out}")
     return 0
 
 
@@ -145,6 +171,7 @@ def _sft(cfg) -> None:
 
 def _eval(args, cfg) -> None:
     from mirrorl.eval.evaluate import evaluate
+    from mirrorl.eval.report import write_token_efficiency
     from mirrorl.models.loading import load_policy
     from mirrorl.rollout.hf import HFEngine
     from mirrorl.tasks.datasets import build_datasets
@@ -163,7 +190,26 @@ def _eval(args, cfg) -> None:
     out = Path(cfg.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps({"heldout_size": len(heldout), "models": rows}, indent=2))
-    print(f"results in {out / 'eval.json'}")
+    _, table = write_token_efficiency(out, rows, len(heldout))
+    print(f"results in {out / 'eval.json'}; accuracy against tokens in {table} and token_efficiency.png")
+
+
+def _long2short(args, cfg) -> None:
+    from mirrorl.long2short.run import run_long2short
+    from mirrorl.tasks.datasets import build_datasets, load_run_datasets
+    if args.run:
+        run = Path(args.run)
+        data = load_run_datasets(run / "data")
+        long_model, short_model = args.model or run / "rl" / "final", args.short_model or run / "sft" / "model"
+    elif cfg.model.path and args.short_model:
+        data = build_datasets(cfg.task, cfg.run.seed)
+        long_model, short_model = cfg.model.path, args.short_model
+    else:
+        raise ConfigError("long2short: give --run RUN_DIR (a demo run folder) or --model LONG --short-model SHORT")
+    summary = run_long2short(cfg, data, long_model, short_model, cfg.run.out_dir)
+    print(json.dumps({label: {k: row[k] for k in ("accuracy", "mean_response_tokens")}
+                      for label, row in summary["models"].items()}, indent=2))
+    print(f"table and plot: {Path(cfg.run.out_dir) / 'token_efficiency.md'}, token_efficiency.png")
 
 
 if __name__ == "__main__":

@@ -132,6 +132,27 @@ class EvalConfig:
 
 
 @dataclass
+class Long2ShortConfig:
+    prompts: int = opt(256, "RL-pool prompts sampled from the long-CoT model for shortest rejection sampling and DPO pairs")
+    samples_per_prompt: int = opt(8, "n: responses per prompt (the report's shortest rejection sampling uses 8)")
+    temperature: float = opt(1.0, "sampling temperature for those responses")
+    max_response_tokens: int = opt(224, "longest sampled response in tokens; cut ones count as incorrect")
+    merge_weight: float = opt(0.5, "weight of the short model in the merge (0.5 = the report's simple average)")
+
+
+@dataclass
+class DPOConfig:
+    beta: float = opt(0.1, "DPO beta: strength of the implicit KL constraint to the frozen reference (not given "
+                      "in the report)")
+    length_ratio: float = opt(1.5, "a correct response is a negative when longer than this times the shortest "
+                              "correct one (report 2.4); incorrect responses longer than it always are")
+    lr: float = opt(1e-5, "AdamW learning rate (constant)")
+    steps: int = opt(100, "optimizer steps")
+    batch_size: int = opt(16, "preference pairs per optimizer step")
+    micro_batch_size: int = opt(16, "pairs per forward/backward pass (memory knob, no effect on the math)")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -144,6 +165,8 @@ class Config:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -159,13 +182,17 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "rl.save_every", "rl.keep_checkpoints", "rl.temperature", "rl.top_p", "sft.lr", "sft.batch_size",
              "sft.micro_batch_size", "sft.max_steps", "sft.eval_every", "sft.patience", "sft.warmup_steps",
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
-             "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads")
+             "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads", "long2short.prompts",
+             "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
+             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
-                 "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay", "rl.lr_warmup_iterations", "rl.grad_clip",
-                 "rl.max_seconds", "rl.partial_rollout_tokens", "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio", "task.warmup_size", "task.slip_rate",
-                 "eval.temperature")
+                 "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
+                 "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
+                 "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
+                 "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
+                 "long2short.merge_weight")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
-                "sft.min_lr_ratio", "task.slip_rate")
+                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight")
 
 
 def _validate(cfg: Config, source: str) -> None:

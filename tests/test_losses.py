@@ -4,8 +4,9 @@ ReST) against their definitions, and masking on a tiny LM."""
 import pytest
 import torch
 
-from mirrorl.algorithms.losses import (correct_only_advantages, group_mean_advantages, group_normalized_advantages,
-                                       grpo_loss, k15_loss, leave_one_out_advantages, reinforce_loss, sft_loss)
+from mirrorl.algorithms.losses import (correct_only_advantages, dpo_loss, group_mean_advantages,
+                                       group_normalized_advantages, grpo_loss, k15_loss, leave_one_out_advantages,
+                                       reinforce_loss, sft_loss)
 from mirrorl.models.loading import load_policy
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
@@ -185,3 +186,22 @@ def test_rest_fits_correct_responses_only():
     assert torch.count_nonzero(logprobs.grad[[1, 3]]) == 0  # wrong responses: exactly zero gradient
     # correct ones: gradient of -1/B sum_t log p on every response token (B = 4), as SFT with summed tokens
     torch.testing.assert_close(logprobs.grad[[0, 2]], -mask[[0, 2]] / 4)
+def test_dpo_loss_hand_worked_value_and_gradient():
+    chosen = torch.tensor([-1.0, -3.0], dtype=torch.float64, requires_grad=True)
+    rejected = torch.tensor([-2.0, -1.0], dtype=torch.float64, requires_grad=True)
+    ref_chosen = torch.tensor([-1.5, -3.0], dtype=torch.float64)
+    ref_rejected = torch.tensor([-1.5, -1.0], dtype=torch.float64)
+    # pair 0: margin = 0.5 * ((-1 + 1.5) - (-2 + 1.5)) = 0.5 -> -log sigmoid(0.5) = log(1 + e^-0.5) = 0.474077
+    # pair 1: policy == reference -> margin 0 -> log 2 = 0.693147; mean = 0.583612
+    loss, metrics = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5)
+    assert loss.item() == pytest.approx(0.583612, abs=1e-6)
+    assert metrics["margin"] == pytest.approx(0.25) and metrics["pair_accuracy"] == pytest.approx(0.5)
+    loss.backward()
+    # d loss / d chosen_i = -beta * sigmoid(-margin_i) / B: sigmoid(-0.5) = 0.377541, sigmoid(0) = 0.5
+    torch.testing.assert_close(chosen.grad, torch.tensor([-0.5 * 0.377541 / 2, -0.5 * 0.5 / 2], dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(rejected.grad, -chosen.grad)  # descent lowers the rejected, raises the chosen
+    # micro-batches with the whole batch's pair count add up to the full-batch loss
+    halves = sum(dpo_loss(chosen[i:i + 1], rejected[i:i + 1], ref_chosen[i:i + 1], ref_rejected[i:i + 1], 0.5,
+                          num_pairs=2)[0] for i in range(2))
+    assert halves.item() == pytest.approx(loss.item())

@@ -1,5 +1,5 @@
 """Loss and advantage functions as pure functions of tensors: k1.5 online mirror descent, the
-baselines it is compared with (GRPO, RLOO, ReST) and SFT.
+baselines it is compared with (GRPO, RLOO, ReST), SFT and DPO (long2short).
 
 Shapes: B sequences, T token positions (targets, i.e. the input shifted by one). `mask` is 1.0 on the
 response tokens that enter the loss and 0.0 on prompt and padding positions (and on tokens left out
@@ -12,6 +12,7 @@ loss is a mean over the B sequences and metrics are detached floats. Every advan
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -185,3 +186,27 @@ def sft_loss(logprobs: Tensor, mask: Tensor, num_tokens: int | None = None) -> t
     denom = num_tokens if num_tokens is not None else mask.sum().clamp(min=1)
     loss = -(logprobs * mask).sum() / denom
     return loss, {"nll_sum": -(logprobs.detach() * mask).sum().item()}
+
+
+def dpo_loss(chosen_logps: Tensor, rejected_logps: Tensor, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor,
+             beta: float, num_pairs: int | None = None) -> tuple[Tensor, dict]:
+    """Direct preference optimisation (Rafailov et al. 2023), the report's long2short DPO (section 2.4).
+
+        margin = beta * [(log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))]
+        loss   = -mean log sigmoid(margin)
+
+    Minimising it raises the chosen (shorter, correct) response's log-probability relative to the
+    frozen reference and lowers the rejected one's: d loss / d chosen = -beta * sigmoid(-margin) / B.
+
+    Args:
+        chosen_logps, rejected_logps: (B,) sequence log-probabilities (sums over response tokens) under
+            the policy being trained (require grad).
+        ref_chosen_logps, ref_rejected_logps: (B,) the same under the frozen reference model (no grad).
+        beta: strength of the implicit KL constraint to the reference, > 0.
+        num_pairs: normaliser when a batch is split into micro-batches (pairs in the whole batch);
+            default B.
+    Returns: (scalar loss, {"margin": mean margin, "pair_accuracy": share of pairs with margin > 0}).
+    """
+    margin = beta * ((chosen_logps - ref_chosen_logps.detach()) - (rejected_logps - ref_rejected_logps.detach()))
+    loss = -F.logsigmoid(margin).sum() / (num_pairs if num_pairs is not None else margin.numel())
+    return loss, {"margin": margin.detach().mean().item(), "pair_accuracy": (margin > 0).float().mean().item()}

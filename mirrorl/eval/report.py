@@ -92,3 +92,37 @@ wall time that RL took.
     path = run_dir / "report.md"
     path.write_text(text)
     return path
+
+
+def write_token_efficiency(out_dir: str | Path, models: dict[str, dict], heldout_size: int) -> tuple[Path, Path]:
+    """The report's token-efficiency figure (Fig. 7): accuracy against mean response tokens, one point per model.
+
+    Args:
+        out_dir: folder that receives `token_efficiency.png` and `token_efficiency.md`.
+        models: label -> {"accuracy": pass@1 in [0, 1], "mean_response_tokens": tokens}, all measured
+            on the same `heldout_size` held-out prompts.
+    Returns: (png path, markdown path). The table lists the models in the given order; the first is
+        the reference for the "tokens vs first" column.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, row in models.items():
+        ax.scatter(row["mean_response_tokens"], row["accuracy"])
+        ax.annotate(label, (row["mean_response_tokens"], row["accuracy"]), textcoords="offset points", xytext=(5, 5))
+    ax.set(title=f"Token efficiency ({heldout_size} held-out prompts)", xlabel="mean response tokens",
+           ylabel="accuracy (pass@1)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = out_dir / "token_efficiency.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    first = next(iter(models.values()))["mean_response_tokens"]
+    lines = ["| model | accuracy (pass@1) | mean response tokens | tokens vs first |", "|---|---|---|---|"]
+    for label, row in models.items():
+        change = f"{row['mean_response_tokens'] / first - 1:+.0%}" if first else "n/a"
+        lines.append(f"| {label} | {row['accuracy']:.3f} | {row['mean_response_tokens']:.1f} | {change} |")
+    md = out_dir / "token_efficiency.md"
+    md.write_text(f"# Token efficiency on {heldout_size} held-out prompts\n\n" + "\n".join(lines)
+                  + "\n\n![token efficiency](token_efficiency.png)\n")
+    return png, md
