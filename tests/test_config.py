@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from mirrorl.config import Config, ConfigError, load_config, save_config
@@ -44,3 +46,11 @@ def test_demo_recipe_loads():
     from pathlib import Path
     cfg = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
     assert cfg.rl.loss == "k15" and cfg.task.heldout_size >= 400
+
+
+def test_long2short_rl_recipe_starts_with_the_length_penalty_on():
+    root = Path(__file__).resolve().parents[1]
+    short, demo = load_config(root / "configs" / "long2short_rl.yaml"), load_config(root / "configs" / "demo.yaml")
+    assert short.rl.length_penalty_weight > 0 and short.rl.length_penalty_warmup == 0
+    assert short.rl.max_response_tokens < demo.rl.max_response_tokens
+    assert short.eval.max_response_tokens == short.rl.max_response_tokens
