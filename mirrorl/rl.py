@@ -293,7 +293,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         phases = timer.pop()
         train_seconds += sum(phases.values())
         metrics = (rollout_metrics(trajectories, problems, len(keep)) | shaping | stats | phases
-                   | {"lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds, "rollout_tokens": generated, "buffer_groups": len(buffer),
+                   | {"lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
+                      "rollout_tokens": generated, "buffer_groups": len(buffer),
                       "rollout_tokens_per_s": generated / phases["time/rollout_s"]})
         step = iteration + 1
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds
