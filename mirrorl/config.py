@@ -92,10 +92,12 @@ class RLConfig:
                                        "empty = prompts with s_i <= curriculum_hard_success at the switch")
     curriculum_hard_success: float = opt(0.5, "curriculum without hard levels: success estimate at or below which a "
                                          "prompt is hard")
-    lr: float = opt(3e-5, "AdamW learning rate")
+    optimizer: str = opt("adamw", "adamw, or sgd (plain gradient steps: no per-parameter normalisation, so "
+                         "parameters with small, noisy policy gradients move little)")
+    lr: float = opt(3e-5, "learning rate")
     lr_warmup_iterations: int = opt(0, "raise the learning rate linearly over this many first iterations (0 = off); "
                                     "Adam's first steps are sign steps, which a fresh optimizer state makes large")
-    weight_decay: float = opt(0.0, "AdamW weight decay")
+    weight_decay: float = opt(0.0, "weight decay (decoupled for adamw)")
     minibatches: int = opt(2, "minibatches per pass over the iteration's trajectories; each takes one optimizer step")
     epochs: int = opt(1, "passes over the iteration's trajectories (optimizer steps = epochs * minibatches)")
     drop_uniform_groups: bool = opt(True, "skip groups whose k advantages are all zero (equal rewards; for rest: none "
@@ -175,7 +177,8 @@ class ConfigError(ValueError):
 
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
-            "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum")}
+            "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
+            "rl.optimizer": ("adamw", "sgd")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",

@@ -219,7 +219,8 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     save_config(cfg, run_dir / "config.yaml")
     checkpoint = latest_checkpoint(run_dir) if resume else None
     model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
+    optimizer = (torch.optim.AdamW if cfg.rl.optimizer == "adamw" else torch.optim.SGD)(
+        model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
     sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed)
     buffer = ReplayBuffer()
     engine = HFEngine.from_config(model, tokenizer, cfg)

@@ -127,6 +127,17 @@ def test_baseline_losses_train(tiny_model_dir, tmp_path, monkeypatch, loss):
     assert _rl_records(tmp_path / loss)[0]["informative_groups"] > 0
 
 
+def test_sgd_optimizer_trains_without_adam_state(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(rl_module, "score", varied_reward)
+    cfg, data = _setup(tiny_model_dir, tmp_path / "sgd", ["rl.iterations=1", "rl.optimizer=sgd", "rl.lr=0.5"])
+    train_rl(cfg, data, tmp_path / "sgd")
+    start, _ = load_policy(tiny_model_dir)
+    end, _ = load_policy(tmp_path / "sgd" / "final")
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), end.state_dict().values()))
+    state = torch.load(tmp_path / "sgd" / "checkpoints" / "iter_000001" / "trainer_state.pt", weights_only=False)
+    assert not any("exp_avg" in s for s in state["optimizer"]["state"].values())
+
+
 def test_loop_switches_the_penalty_on_after_warmup(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(rl_module, "score", varied_reward)
     seen = {"rewards": [], "bonus": []}
