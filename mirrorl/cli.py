@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sandbox_parser(sub) -> None:
-    text = "The code-execution sandbox: serve it over HTTP."
+    text = "The code-execution sandbox: serve it over HTTP, or judge a jsonl file of submissions."
     sandbox = sub.add_parser("sandbox", help=text, description=text)
     actions = sandbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = actions.add_parser("serve", help="run the sandbox service (POST /run, GET /health, /openapi.json)",
@@ -63,6 +63,16 @@ def _sandbox_parser(sub) -> None:
     serve.add_argument("--python", help="Python for submissions (default: /usr/bin/python3)")
     serve.add_argument("--unsafe", action="store_true",
                        help="start even when isolation layers are missing (untrusted code can then reach the machine)")
+    check = actions.add_parser("check", help="judge every row (code + tests) of a jsonl file",
+                               description="Judge every row of IN.jsonl: rows with `code` and `tests` (strings of "
+                                           "Python run after the code, or {\"stdin\", \"expected_stdout\"} "
+                                           "objects). Each output row adds verdict, passed, reward, message and "
+                                           "test_results; a summary line ends the run.")
+    check.add_argument("input", metavar="IN.jsonl")
+    check.add_argument("--server", metavar="URL", help="a running service (default: start one on loopback)")
+    check.add_argument("--out", metavar="OUT.jsonl", help="where to write the judged rows (default: stdout)")
+    check.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: 8)")
+    check.add_argument("--unsafe", action="store_true", help="let the local service start below the minimum isolation")
 
 
 def _load(args) -> "Config":  # noqa: F821
@@ -109,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sandbox(args) -> int:
+    from mirrorl.sandbox.client import SandboxError
     from mirrorl.sandbox.service import SandboxUnavailable, serve
     try:
         if args.action == "serve":
             serve(host=args.host, port=args.port, workers=args.workers, python=args.python, unsafe=args.unsafe)
+        else:
+            from mirrorl.sandbox.check import check_file
+            summary = check_file(args.input, args.out, args.server, args.concurrency, args.unsafe)
+            verdicts = ", ".join(f"{name} {count}" for name, count in sorted(summary["verdicts"].items()))
+            print(f"{summary['rows']} rows: {summary['accepted']} accepted ({summary['accuracy']:.1%}); {verdicts}"
+                  + (f"; rows written to {args.out}" if args.out else ""), file=sys.stderr if not args.out else sys.stdout)
         return 0
-    except (SandboxUnavailable, ValueError, OSError) as err:
+    except (SandboxUnavailable, SandboxError, ValueError, OSError) as err:
         print(f"mirrorl sandbox {args.action}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -114,6 +114,7 @@ class Sandbox:
             sandbox = cls(python, True, user, workers)
             if sandbox._probe():
                 return sandbox
+            sandbox.close()
             notes += sandbox.notes
         else:
             notes.append("bubblewrap (bwrap) not installed: no namespaces (Debian/Ubuntu: apt-get install bubblewrap)")
