@@ -45,6 +45,12 @@ CASES = [
          ["assert True"], {V.runtime_error}, ("process_limit",)),
     Case("memory bomb", "blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))\n", ["assert True"],
          {V.memory_limit}, ("limits",)),
+    Case("memory spread over processes", "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n"
+         "        block = bytearray(200 * 2**20)\n        for i in range(0, len(block), 4096):\n"
+         "            block[i] = 1\n        time.sleep(10)\n        os._exit(0)\ntime.sleep(10)\n", ["assert True"],
+         {V.memory_limit}, ("cgroup",)),
+    Case("fill the disk (/tmp)", "for i in range(10**4):\n    with open(f'/tmp/{i}', 'wb') as out:\n"
+         "        out.write(b'x' * 2**20)\n", ["assert True"], {V.runtime_error, V.memory_limit}, ("namespaces",)),
     Case("infinite loop", "while True:\n    pass\n", ["assert True"], {V.time_limit}, ("limits",), {**QUICK, "cpu_s": 1},
          max_seconds=3.5),
     Case("sleep past the wall limit", "import time\ntime.sleep(60)\n", ["assert True"], {V.time_limit},

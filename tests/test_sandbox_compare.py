@@ -43,3 +43,18 @@ def test_first_failure_decides_and_no_tests_never_pass():
     assert (result.verdict, result.passed, result.reward) == (V.time_limit, False, 0.0)
     assert make_result(tests[:1]).reward == 1.0
     assert make_result(tests[:1], verdict=V.runtime_error, message="tampered").reward == 0.0
+
+
+def test_failures_of_the_sandbox_tools_are_sandbox_errors():
+    from mirrorl.sandbox.isolation import Limits, Outcome
+    from mirrorl.sandbox.runner import _process_verdict
+    limits = Limits()
+    broken = Outcome(returncode=1, stdout=b"", stderr=b"bwrap: Can't fork for pid 1: Resource temporarily unavailable\n",
+                     seconds=0.01)
+    assert _process_verdict(broken, limits)[0] == V.sandbox_error
+    crashed = Outcome(returncode=1, stdout=b"", stderr=b"Traceback...\nKeyError: 3\n", seconds=0.01)
+    assert _process_verdict(crashed, limits) == (V.runtime_error, "KeyError: 3")
+    assert _process_verdict(Outcome(returncode=-24, stdout=b"", stderr=b"", seconds=1), limits)[0] == V.time_limit
+    assert _process_verdict(Outcome(returncode=152, stdout=b"", stderr=b"", seconds=1), limits)[0] == V.time_limit
+    oom = Outcome(returncode=137, stdout=b"", stderr=b"", seconds=1, oom_killed=True)
+    assert _process_verdict(oom, limits)[0] == V.memory_limit

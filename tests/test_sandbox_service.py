@@ -18,7 +18,7 @@ def test_health_reports_every_layer_and_openapi_describes_run(sandbox):
     health = sandbox.health()
     assert health["status"] == "ok"
     assert set(health["layers"]) == {"namespaces", "network", "filesystem", "unprivileged_user", "limits",
-                                     "process_limit"}
+                                     "process_limit", "cgroup"}
     assert health["unsafe"] == bool(health["missing"])
     schema = httpx.get(f"{sandbox.url}/openapi.json").json()
     assert {"/run", "/health"} <= set(schema["paths"])

@@ -14,14 +14,19 @@ Layers, each on by default and what it does not cover:
 * ``limits`` (setrlimit in the child through ``prlimit``): CPU seconds, address space (memory), processes
   and threads, the size of any file written, open files, no core dumps; the service adds a wall-clock
   limit and an output limit (stdout + stderr) and kills the whole process group past either. Not covered:
-  memory is limited per process (a run may use ``processes x memory``); tmpfs contents are charged to
-  memory outside the address-space limit (bounded by the tmpfs sizes); no disk-bandwidth limit.
+  without ``cgroup``, memory is limited per process (a run may use ``processes x memory``) and tmpfs
+  contents are outside the address-space limit (bounded by the tmpfs sizes); no disk-bandwidth limit.
 * ``process_limit``: the process limit is only enforced for a non-root user or inside a user namespace;
   this layer is on when a probe fork bomb was stopped.
+* ``cgroup`` (optional, cgroup v1 as root; `cgroups.py`): one pre-created cgroup per worker caps the
+  total memory of a run (all its processes and the tmpfs files it wrote) at ``memory_mb`` and its
+  processes; a run killed by the kernel for memory gets ``memory_limit``, and whatever a run leaves in
+  its cgroup is killed. Off: memory is limited per process only. Not covered: CPU shares and disk I/O.
 
 `Sandbox.detect` probes the layers once at start-up by running a small program through them. The
-documented minimum is every layer above (``MINIMUM``); below it the service refuses to start unless told
-``--unsafe``, in which case programs run with whatever works (at worst: rlimits only, as the service user).
+documented minimum is every layer above but ``cgroup`` (``MINIMUM``); below it the service refuses to start
+unless told ``--unsafe``, in which case programs run with whatever works (at worst: rlimits only, as the
+service user).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from mirrorl.sandbox.cgroups import CgroupSlots
 
 MINIMUM = ("namespaces", "network", "filesystem", "unprivileged_user", "limits", "process_limit")
 SANDBOX_DIR = "/sandbox"
@@ -68,6 +75,7 @@ class Outcome:
     seconds: float
     timed_out: bool = False  # killed at the wall-clock limit
     output_exceeded: bool = False  # killed past the output limit
+    oom_killed: bool = False  # killed by the kernel at the run's cgroup memory limit
 
     @property
     def signal(self) -> int | None:
@@ -88,12 +96,15 @@ class Sandbox:
     use_bwrap: bool
     user: tuple[int, int] | None  # (uid, gid) to switch to; None: stay the service's user
     workers: int = 2
+    cgroups: CgroupSlots | None = None
     layers: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # why layers are off
     python_version: str = ""
 
     def __post_init__(self):
         self._slots: dict[int, asyncio.Semaphore] = {}  # one per event loop (the probe runs in its own)
+        self._free = list(range(self.workers))  # cgroup slots not in use
+        self._running: set[int] = set()  # pids of our children that asyncio waits for
         self._base = Path(tempfile.mkdtemp(prefix="mirrorl-sandbox-"))
         self._base.chmod(0o711)  # runs' folders are private; names are random
 
@@ -103,24 +114,31 @@ class Sandbox:
 
     @classmethod
     def detect(cls, python: str | None = None, workers: int = 2) -> "Sandbox":
-        """Probe which layers work here: bubblewrap first, then plain rlimits; the best working mode wins."""
+        """Probe which layers work here, best mode first: bubblewrap, then plain rlimits; cgroups where possible."""
         python = python or default_python()
         user = _unprivileged_user() if os.geteuid() == 0 else None
-        notes = []
-        bwrap = shutil.which("bwrap")
+        notes = [] if _become_subreaper() else ["not a child subreaper: orphaned bubblewrap processes are left to init"]
         if not shutil.which("prlimit"):
             notes.append("prlimit (util-linux) not found: no resource limits")
-        if bwrap:
-            sandbox = cls(python, True, user, workers)
-            if sandbox._probe():
-                return sandbox
-            sandbox.close()
-            notes += sandbox.notes
-        else:
+        modes = [True] if shutil.which("bwrap") else []
+        if not modes:
             notes.append("bubblewrap (bwrap) not installed: no namespaces (Debian/Ubuntu: apt-get install bubblewrap)")
-        sandbox = cls(python, False, user, workers, notes=notes)
-        sandbox._probe()
-        return sandbox
+        try:
+            cgroups = CgroupSlots.create(workers)
+        except OSError as err:
+            cgroups = None
+            notes.append(f"cgroup layer off: {err}")
+        tries = [(bwrap, slots) for bwrap in modes + [False] for slots in ([cgroups] if cgroups else []) + [None]]
+        for i, (use_bwrap, slots) in enumerate(tries):
+            sandbox = cls(python, use_bwrap, user, workers, cgroups=slots, notes=list(notes))
+            if sandbox._probe() or i == len(tries) - 1:
+                if cgroups and sandbox.cgroups is None:
+                    cgroups.close()
+                return sandbox
+            notes = sandbox.notes
+            sandbox.cgroups = None  # shared with the next try
+            sandbox.close()
+        raise AssertionError("unreachable")
 
     def describe(self) -> str:
         on = ", ".join(name for name, ok in self.layers.items() if ok) or "none"
@@ -141,6 +159,9 @@ class Sandbox:
 
     def close(self) -> None:
         shutil.rmtree(self._base, ignore_errors=True)
+        if self.cgroups:
+            self.cgroups.close()
+            self.cgroups = None
 
     async def execute(self, files: dict[str, bytes], argv: list[str], stdin: bytes, limits: Limits,
                       output_bytes: int | None = None) -> Outcome:
@@ -148,6 +169,7 @@ class Sandbox:
         in a fresh working folder that is removed afterwards."""
         loop = id(asyncio.get_running_loop())
         async with self._slots.setdefault(loop, asyncio.Semaphore(self.workers)):
+            slot = self._free.pop()
             run_dir = Path(tempfile.mkdtemp(dir=self._base))
             opened = []
             try:
@@ -157,21 +179,44 @@ class Sandbox:
                     path.write_bytes(data)
                 if self.use_bwrap:  # the program gets copies of the files through descriptors, never the host folder
                     opened = [os.open(run_dir / name, os.O_RDONLY) for name in files]
-                    command = self._bwrap_command(dict(zip(files, opened)), limits)
-                    cwd = "/"
+                    command, cwd = self._bwrap_command(dict(zip(files, opened)), limits), "/"
                 else:
                     if self.user:
                         for path in [run_dir, *run_dir.rglob("*")]:
                             os.chown(path, *self.user)
                     command, cwd = [], str(run_dir)
                 command += _prlimit(limits) + [self.python, "-I", *argv]
+                user = self.user
+                if self.cgroups:  # a root shell joins the slot's cgroups, then drops to the user
+                    self.cgroups.prepare(slot, limits.memory_mb, limits.processes)
+                    oom_before = self.cgroups.oom_kills(slot)
+                    drop = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups",
+                            "--no-new-privs", "--"] if user else []
+                    command, user = self.cgroups.enter_command(slot) + drop + command, None
                 budget = output_bytes if output_bytes is not None else limits.output_kb * 1024
-                return await run_process(command, stdin=stdin, wall_s=limits.wall_s, output_bytes=budget, cwd=cwd,
-                                         pass_fds=opened, user=self.user)
+                outcome = await run_process(command, stdin=stdin, wall_s=limits.wall_s, output_bytes=budget, cwd=cwd,
+                                            pass_fds=opened, user=user, running=self._running)
+                await asyncio.to_thread(self._clean_up, slot)
+                if self.cgroups:
+                    outcome.oom_killed = self.cgroups.oom_kills(slot) > oom_before
+                return outcome
             finally:
                 for fd in opened:
                     os.close(fd)
                 shutil.rmtree(run_dir, ignore_errors=True)
+                self._free.append(slot)
+
+    def _clean_up(self, slot: int, wait_s: float = 2.0) -> None:
+        """Reap orphans and, with cgroups, kill what the run left in its slot and wait until the kernel has
+        released it, so that the next run in the slot starts with its whole process allowance."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.cgroups:
+                self.cgroups.kill_all(slot)
+            _reap_orphans(self._running)
+            if not self.cgroups or self.cgroups.empty(slot) or time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
 
     def _bwrap_command(self, fds: dict[str, int], limits: Limits) -> list[str]:
         disk = str(limits.disk_mb * 1024 * 1024)
@@ -212,13 +257,14 @@ class Sandbox:
         except (ValueError, IndexError):
             what = "bubblewrap" if self.use_bwrap else "the plain runner"
             detail = (outcome.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            self.notes.append(f"{what} could not run {self.python}: {detail}")
-            self.layers = {name: False for name in MINIMUM}
+            self.notes.append(f"{what}{' in cgroups' if self.cgroups else ''} could not run {self.python}: {detail}")
+            self.layers = {name: False for name in (*MINIMUM, "cgroup")}
             return False
         self.python_version = found["version"]
         self.layers = {"namespaces": self.use_bwrap and found["pid"] <= 3, "network": found["network"],
                        "filesystem": found["filesystem"], "unprivileged_user": found["uid"] != 0,
-                       "limits": found["limits"], "process_limit": found["process_limit"]}
+                       "limits": found["limits"], "process_limit": found["process_limit"],
+                       "cgroup": self.cgroups is not None and self.cgroups.max_usage(self._free[-1]) > 0}  # the probe's slot
         if tuple(found["version_info"]) < (3, 10):
             self.notes.append("the sandbox's Python is older than 3.10: the assert harness cannot keep private "
                               "builtins (harness integrity is weaker)")
@@ -227,7 +273,7 @@ class Sandbox:
 
 
 async def run_process(command: list[str], *, stdin: bytes, wall_s: float, output_bytes: int, cwd: str,
-                      pass_fds=(), user: tuple[int, int] | None = None) -> Outcome:
+                      pass_fds=(), user: tuple[int, int] | None = None, running: set[int] | None = None) -> Outcome:
     """Run ``command`` in its own session; kill the whole session at the wall-clock or output limit.
 
     stdout and stderr are pipes the service owns, so that a leftover process holding them open can
@@ -248,6 +294,8 @@ async def run_process(command: list[str], *, stdin: bytes, wall_s: float, output
     finally:
         os.close(out_w)
         os.close(err_w)
+    running = set() if running is None else running
+    running.add(proc.pid)
     budget = [output_bytes]
     over = asyncio.Event()
     out, err = bytearray(), bytearray()
@@ -284,6 +332,7 @@ async def run_process(command: list[str], *, stdin: bytes, wall_s: float, output
     finally:
         _kill_session(proc.pid)
         await proc.wait()
+        running.discard(proc.pid)
         await asyncio.wait(readers, timeout=1.0)
         for task in (*readers, feeder, overflow):
             task.cancel()
@@ -312,6 +361,32 @@ def _kill_session(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _become_subreaper() -> bool:
+    """Adopt orphaned descendants (PR_SET_CHILD_SUBREAPER) so that `_reap_orphans` can reap them.
+
+    bubblewrap's outer process exits as soon as its reaper (pid 1 of the sandbox) reports the program's
+    status, without waiting for that reaper; where the machine's init reaps slowly, the orphans would
+    pile up as zombies and keep their cgroup's process count up.
+    """
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans(running: set[int]) -> None:
+    """Reap exited children that asyncio is not waiting for (adopted orphans); never steal asyncio's."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid in running:
+            return
+        os.waitpid(info.si_pid, os.WNOHANG)
 
 
 def _unprivileged_user() -> tuple[int, int]:

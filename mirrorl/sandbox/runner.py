@@ -150,6 +150,8 @@ def _process_verdict(outcome: Outcome, limits: Limits) -> tuple[Verdict | None, 
     """The verdict that how the process ended implies; (None, "") when it exited normally."""
     tail = outcome.stderr[-2000:].decode(errors="replace")
     last = (tail.strip().splitlines() or [""])[-1]
+    if outcome.oom_killed:
+        return Verdict.memory_limit, f"over the memory limit of {limits.memory_mb} MB (all processes of the run)"
     if outcome.output_exceeded:
         return Verdict.output_limit, f"more than {limits.output_kb} KB of output"
     if outcome.timed_out:
@@ -160,6 +162,9 @@ def _process_verdict(outcome: Outcome, limits: Limits) -> tuple[Verdict | None, 
         return Verdict.output_limit, f"a file over the file-size limit of {limits.file_size_mb} MB"
     if outcome.returncode == 0:
         return None, ""
+    first = tail.lstrip().split("\n", 1)[0] if len(outcome.stderr) <= 2000 else ""
+    if first.startswith(("bwrap: ", "prlimit: ", "setpriv: ", "sh: ")):  # the sandbox's own tools failed
+        return Verdict.sandbox_error, f"the sandbox failed: {first}"
     if last.startswith("MemoryError"):
         return Verdict.memory_limit, f"over the memory limit of {limits.memory_mb} MB"
     if outcome.signal is not None:

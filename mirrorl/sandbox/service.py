@@ -10,6 +10,7 @@ The service has no authentication: bind it to loopback or a private network.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from fastapi import FastAPI
@@ -38,7 +39,12 @@ class Health(BaseModel):
 
 
 def create_app(sandbox: Sandbox, unsafe: bool = False) -> FastAPI:
-    app = FastAPI(title="mirrorl sandbox", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        sandbox.close()  # uvicorn re-raises SIGTERM after shutdown, so this is the last chance to clean up
+
+    app = FastAPI(title="mirrorl sandbox", version="1", lifespan=lifespan,
                   description="Runs Python submissions against assert tests or stdin/stdout cases in isolation.")
 
     @app.get("/health", response_model=Health)
