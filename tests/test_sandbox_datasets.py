@@ -35,10 +35,17 @@ def test_humaneval_canonical_solutions_all_accepted(sandbox):
     assert failures == {}
 
 
-def test_humaneval_wrong_bodies_never_accepted(sandbox):
+def _truncated(body: str) -> str:
+    """The canonical body without its last line (a one-line body becomes ``pass``)."""
+    lines = body.rstrip().split("\n")
+    return "\n".join(lines[:-1]) + "\n" if len(lines) > 1 else "    pass\n"
+
+
+@pytest.mark.parametrize("wrong", ["return None", "truncated"])
+def test_humaneval_wrong_bodies_never_accepted(sandbox, wrong):
     rows = _humaneval()
-    requests = [_humaneval_request(r, "    return None\n") for r in rows]
-    results = _judge_all(sandbox, requests)
+    bodies = ["    return None\n" if wrong == "return None" else _truncated(r["canonical_solution"]) for r in rows]
+    results = _judge_all(sandbox, [_humaneval_request(r, body) for r, body in zip(rows, bodies)])
     accepted = [r["task_id"] for r, res in zip(rows, results) if res.passed]
     assert accepted == []
     assert {res.verdict for res in results} <= {Verdict.wrong_answer, Verdict.runtime_error}

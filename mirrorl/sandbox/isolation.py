@@ -58,7 +58,8 @@ class Limits(BaseModel):
 
     cpu_s: float = Field(10.0, gt=0, le=300, description="CPU seconds per process (RLIMIT_CPU, rounded up)")
     wall_s: float = Field(10.0, gt=0, le=600, description="wall-clock seconds, enforced by the service")
-    memory_mb: int = Field(512, ge=64, le=65536, description="address space per process (RLIMIT_AS)")
+    memory_mb: int = Field(512, ge=64, le=65536, description="address space per process (RLIMIT_AS) and, with the "
+                                                               "cgroup layer, all memory of the run (tmpfs included)")
     processes: int = Field(16, ge=2, le=1024, description="processes and threads (RLIMIT_NPROC)")
     file_size_mb: int = Field(16, ge=0, le=4096, description="largest file the program may write (RLIMIT_FSIZE)")
     output_kb: int = Field(1024, ge=1, le=1 << 20, description="stdout + stderr; more ends the run (output_limit)")
