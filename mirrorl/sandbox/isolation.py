@@ -10,7 +10,8 @@ Layers, each on by default and what it does not cover:
   with it. Not covered: kernel bugs (namespaces share the host kernel); no seccomp filter is installed,
   so every system call reaches the kernel; CPU caches and timing are shared with other runs.
 * ``unprivileged_user``: when the service runs as root the program runs as ``nobody``, never as root.
-  Not covered: files on the host readable by everyone (hidden by ``namespaces``, not by this layer).
+  Not covered: files on the host readable by everyone, and signals to other runs' processes (all runs
+  share the user; ``namespaces`` hides both).
 * ``limits`` (setrlimit in the child through ``prlimit``): CPU seconds, address space (memory), processes
   and threads, the size of any file written, open files, no core dumps; the service adds a wall-clock
   limit and an output limit (stdout + stderr) and kills the whole process group past either. Not covered:
