@@ -1,4 +1,4 @@
-"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short and tiny-model.
+"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, tiny-model and sandbox.
 
 Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
 option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
@@ -60,7 +60,33 @@ def _parser() -> argparse.ArgumentParser:
         if name == "rl":
             p.add_argument("--resume", metavar="RUN_DIR",
                            help="continue a stopped run from its last checkpoint, with its saved config")
+    _sandbox_parser(sub)
     return parser
+
+
+def _sandbox_parser(sub) -> None:
+    text = "The code-execution sandbox: serve it over HTTP, or judge a jsonl file of submissions."
+    sandbox = sub.add_parser("sandbox", help=text, description=text)
+    actions = sandbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = actions.add_parser("serve", help="run the sandbox service (POST /run, GET /health, /openapi.json)",
+                               description="Run the sandbox service. It probes the isolation layers at start-up, "
+                                           "prints them, and refuses to start below the minimum unless --unsafe.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--workers", type=int, help="programs run at once (default: one per CPU core)")
+    serve.add_argument("--python", help="Python for submissions (default: /usr/bin/python3)")
+    serve.add_argument("--unsafe", action="store_true",
+                       help="start even when isolation layers are missing (untrusted code can then reach the machine)")
+    check = actions.add_parser("check", help="judge every row (code + tests) of a jsonl file",
+                               description="Judge every row of IN.jsonl: rows with `code` and `tests` (strings of "
+                                           "Python run after the code, or {\"stdin\", \"expected_stdout\"} "
+                                           "objects). Each output row adds verdict, passed, reward, message and "
+                                           "test_results; a summary line ends the run.")
+    check.add_argument("input", metavar="IN.jsonl")
+    check.add_argument("--server", metavar="URL", help="a running service (default: start one on loopback)")
+    check.add_argument("--out", metavar="OUT.jsonl", help="where to write the judged rows (default: stdout)")
+    check.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: 8)")
+    check.add_argument("--unsafe", action="store_true", help="let the local service start below the minimum isolation")
 
 
 def _load(args) -> "Config":  # noqa: F821
@@ -81,6 +107,8 @@ def _load(args) -> "Config":  # noqa: F821
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "sandbox":
+        return _sandbox(args)
     from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
     from mirrorl.sft import TrainingError
@@ -107,6 +135,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = " (RL continues with: mirrorl rl --resume RUN_DIR; demo: run the same command again)"
         print(f"mirrorl {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+def _sandbox(args) -> int:
+    from mirrorl.sandbox.client import SandboxError
+    from mirrorl.sandbox.service import SandboxUnavailable, serve
+    try:
+        if args.action == "serve":
+            serve(host=args.host, port=args.port, workers=args.workers, python=args.python, unsafe=args.unsafe)
+        else:
+            from mirrorl.sandbox.check import check_file
+            summary = check_file(args.input, args.out, args.server, args.concurrency, args.unsafe)
+            verdicts = ", ".join(f"{name} {count}" for name, count in sorted(summary["verdicts"].items()))
+            print(f"{summary['rows']} rows: {summary['accepted']} accepted ({summary['accuracy']:.1%}); {verdicts}"
+                  + (f"; rows written to {args.out}" if args.out else ""), file=sys.stderr if not args.out else sys.stdout)
+        return 0
+    except (SandboxUnavailable, SandboxError, ValueError, OSError) as err:
+        print(f"mirrorl sandbox {args.action}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
         return 130
 
 
