@@ -28,7 +28,7 @@ class RunConfig:
     threads: int = opt(0, "torch intra-op threads; 0 = one per physical core (measured fastest for tiny models)")
     precision: str = opt("bf16", "training forward/backward precision: bf16 (autocast, fp32 master weights) or fp32")
     generation_precision: str = opt("fp32", "rollout and evaluation precision: fp32 or bf16 (autocast); on CPU fp32 "
-                                    "generates about 2x faster (bench/precision.py)")
+                                    "generates about 1.2x faster (bench/cpu_settings.py)")
     device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
 
 

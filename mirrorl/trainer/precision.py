@@ -11,7 +11,7 @@ import torch
 def set_threads(threads: int) -> int:
     """Set torch's intra-op threads; 0 picks one per physical core (os.sched_getaffinity, capped at 16).
 
-    Measured on a 2-core machine with the 3.2M-parameter demo model (`bench/threads.py`, bf16): 2
+    Measured on a 2-core machine with the 3.2M-parameter demo model (`bench/cpu_settings.py`, bf16): 2
     threads beat 1 by 1.24x for generation (2,842 vs 2,285 tokens/s at batch 128) and 1.56x for
     training (7,584 vs 4,848 tokens/s); one inter-op thread avoids oversubscription. Returns the number set.
     """
