@@ -1,4 +1,4 @@
-"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, tiny-model and sandbox.
+"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, tiny-model, verify and sandbox.
 
 Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
 option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         if name == "rl":
             p.add_argument("--resume", metavar="RUN_DIR",
                            help="continue a stopped run from its last checkpoint, with its saved config")
+    verify = sub.add_parser("verify", help="Grade a jsonl of model outputs against gold answers with the math verifier.",
+                            description="Grade a jsonl of model outputs with the math verifier. Rows have `gold` and "
+                            "either `response` (a whole output; its final answer is extracted) or `answer` (compared "
+                            "as given); output rows add `equal`, `reason` and `extracted`. A summary line ends it.")
+    verify.add_argument("input", metavar="IN.jsonl")
+    verify.add_argument("--out", metavar="OUT.jsonl", help="write the judged rows here (default: standard output)")
     _sandbox_parser(sub)
     return parser
 
@@ -109,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox":
         return _sandbox(args)
+    if args.command == "verify":
+        return _verify(args)
     from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
     from mirrorl.sft import TrainingError
@@ -136,6 +144,20 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (RL continues with: mirrorl rl --resume RUN_DIR; demo: run the same command again)"
         print(f"mirrorl {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+def _verify(args) -> int:
+    from mirrorl.rewards.verify_file import verify_file
+    from mirrorl.tasks.problem import DataError
+    try:
+        summary = verify_file(args.input, args.out)
+    except (DataError, OSError) as err:
+        print(f"mirrorl verify: error: {err}", file=sys.stderr)
+        return 2
+    reasons = ", ".join(f"{name} {count}" for name, count in sorted(summary["reasons"].items()))
+    print(f"{summary['rows']} rows: {summary['equal']} equal ({summary['accuracy']:.1%}); {reasons}"
+          + (f"; rows written to {args.out}" if args.out else ""), file=sys.stdout if args.out else sys.stderr)
+    return 0
 
 
 def _sandbox(args) -> int:
