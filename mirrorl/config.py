@@ -92,6 +92,8 @@ class RLConfig:
                                        "empty = prompts with s_i <= curriculum_hard_success at the switch")
     curriculum_hard_success: float = opt(0.5, "curriculum without hard levels: success estimate at or below which a "
                                          "prompt is hard")
+    reward_fn: str = opt("", "user reward function 'module:function' with TRL's signature f(prompts, completions, "
+                         "**columns) -> list[float], used instead of the verifier's 0/1 reward (empty = verifier)")
     optimizer: str = opt("adamw", "adamw, or sgd (plain gradient steps: no per-parameter normalisation, so "
                          "parameters with small, noisy policy gradients move little)")
     lr: float = opt(3e-5, "learning rate")

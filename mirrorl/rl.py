@@ -37,6 +37,7 @@ from mirrorl.eval.evaluate import encode_prompt, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
 from mirrorl.models.loading import load_policy
 from mirrorl.rewards import score
+from mirrorl.rewards.custom import custom_rewards, load_reward_fn
 from mirrorl.rollout.engine import SamplingParams
 from mirrorl.rollout.hf import HFEngine
 from mirrorl.rollout.replay_buffer import Group, ReplayBuffer, Trajectory, extend_rollouts
@@ -57,14 +58,16 @@ LOSSES = {
 }
 
 
-def score_finished(groups: list[Group], pool: list[Problem], tokenizer) -> None:
+def score_finished(groups: list[Group], pool: list[Problem], tokenizer, reward_fn=None) -> None:
     """Give every finished, not yet scored response its task reward, in place: once, when it finishes,
     from the whole response (every segment). A response cut at the length limit ("truncated") or
     stopped in a loop ("repeat") scores 0: it has no final answer.
 
     Args:
         groups: response groups; `pool[group.prompt_index]` is the problem they answer.
+        reward_fn: a user reward function (`mirrorl.rewards.custom`) used instead of `score`, or None.
     """
+    pending = []
     for group in groups:
         for t in group.trajectories:
             if t.finish_reason is None or t.reward is not None:
@@ -72,8 +75,15 @@ def score_finished(groups: list[Group], pool: list[Problem], tokenizer) -> None:
             if t.finish_reason in ("length", "repeat"):
                 t.reward, t.verdict = 0.0, {"length": "truncated", "repeat": "repeat"}[t.finish_reason]
             else:
-                verdict = score(pool[group.prompt_index], tokenizer.decode(t.response_ids, skip_special_tokens=True))
-                t.reward, t.verdict = float(verdict.correct), verdict.reason
+                pending.append((t, pool[group.prompt_index], tokenizer.decode(t.response_ids, skip_special_tokens=True)))
+    if reward_fn is not None and pending:
+        rewards = custom_rewards(reward_fn, [p for _, p, _ in pending], [text for _, _, text in pending])
+        for (t, _, _), reward in zip(pending, rewards):
+            t.reward, t.verdict = reward, "custom"
+        return
+    for t, problem, text in pending:
+        verdict = score(problem, text)
+        t.reward, t.verdict = float(verdict.correct), verdict.reason
 
 
 def shaped_rewards(trajectories: list[Trajectory], k: int, cfg: RLConfig, iteration: int
@@ -215,6 +225,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     if not resume and (run_dir / "checkpoints").exists():
         raise ConfigError(f"{run_dir}: already holds an RL run; continue it with --resume {run_dir} "
                           "or choose another --out")
+    reward_fn = load_reward_fn(cfg.rl.reward_fn) if cfg.rl.reward_fn else None  # fail before any work
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -266,7 +277,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         with timer("rollout"):
             generated = extend_rollouts(engine, buffer.trajectories(), sampling, budget, cfg.rl.max_response_tokens)
         with timer("reward"):
-            score_finished(buffer.groups, data.rl, tokenizer)
+            score_finished(buffer.groups, data.rl, tokenizer, reward_fn)
             groups = buffer.pop_finished()  # all k responses finished: ready for advantages
             trajectories = [t for g in groups for t in g.trajectories]
             problems = [data.rl[g.prompt_index] for g in groups for _ in range(k)]

@@ -116,8 +116,8 @@ def test_score_dispatches_on_kind():
     countdown = Problem("c", "?", "10", kind="countdown", meta={"numbers": [2, 5]})
     assert score(countdown, r"\boxed{2 * 5}").correct
     assert not score(countdown, r"\boxed{10}").correct
-    with pytest.raises(ValueError, match="unknown kind 'code'"):
-        score(Problem("b", "?", "1", kind="code"), r"\boxed{1}")
+    with pytest.raises(ValueError, match="unknown kind 'poem'"):
+        score(Problem("b", "?", "1", kind="poem"), r"\boxed{1}")
 
 
 def test_gsm8k_answers():

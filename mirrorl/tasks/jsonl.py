@@ -6,7 +6,9 @@ Each row's format is detected from its keys:
 * GSM8K: ``question`` and ``answer``; the gold is the number after the last ``####`` of ``answer``;
 * MATH / MATH-500 / AIME: ``problem`` and ``answer``, or ``problem`` and ``solution`` whose last
   ``\\boxed{}`` is the gold; ``level`` may be ``"Level 3"``;
-* Countdown: ``numbers`` (or ``nums``) and ``target``.
+* Countdown: ``numbers`` (or ``nums``) and ``target``;
+* HumanEval: ``prompt``, ``test`` and ``entry_point``; MBPP: ``text`` and ``test_list`` (code problems,
+  judged by running their tests in the sandbox).
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import re
 from pathlib import Path
 
 from mirrorl.rewards.math import last_boxed
+from mirrorl.tasks.code import humaneval_problem, mbpp_problem
 from mirrorl.tasks.countdown import countdown_problem
 from mirrorl.tasks.problem import DataError, Problem
 
 ID_FIELDS = ("id", "unique_id", "task_id", "idx")
-KINDS = ("math", "countdown")
+KINDS = ("math", "countdown", "code")
 FORMATS = (
     "mirrorl (prompt, answer[, id, kind, level, meta])",
     "GSM8K (question, answer ending in '#### <number>')",
     "MATH/AIME (problem, answer or solution with \\boxed{})",
     "Countdown (numbers or nums, target)",
+    "HumanEval (prompt, test, entry_point)",
+    "MBPP (text, test_list)",
 )
 _GSM8K_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _LEVEL = re.compile(r"(?:level\s*)?(\d+)", re.IGNORECASE)
@@ -73,6 +78,10 @@ def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
 def _problem(row: dict, where: str, default_id: str) -> Problem:
     """Build the Problem of one row, detecting its format from its keys."""
     id = next((str(row[key]) for key in ID_FIELDS if row.get(key) is not None), default_id)
+    if "test" in row and "entry_point" in row:
+        return humaneval_problem(row, where)
+    if "text" in row and "test_list" in row:
+        return mbpp_problem(row, where)
     if "prompt" in row and "answer" in row:
         kind = row.get("kind", "math")
         if kind not in KINDS:
@@ -80,7 +89,9 @@ def _problem(row: dict, where: str, default_id: str) -> Problem:
         meta = row.get("meta", {})
         if not isinstance(meta, dict):
             raise DataError(f"{where}: field 'meta' must be a JSON object")
-        answer = _text(row, "answer", where)
+        answer = row["answer"] if kind == "code" else _text(row, "answer", where)
+        if kind == "code" and not (isinstance(meta.get("tests"), list) and meta["tests"]):
+            raise DataError(f"{where}: field 'meta.tests' must be a non-empty list for a code row")
         if kind == "countdown":
             _integers(meta.get("numbers"), where, "meta.numbers")
             if not re.fullmatch(r"-?\d+", answer):
