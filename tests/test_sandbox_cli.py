@@ -31,7 +31,7 @@ def test_check_names_the_bad_row(tmp_path, capsys):
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"code": "x = 1", "tests": [{"stdin": ""}]}) + "\n")
     assert main(["sandbox", "check", str(source)]) == 2
-    assert "row 2: field 'tests.0" in capsys.readouterr().err
+    assert "line 2: field 'tests.0" in capsys.readouterr().err
 
 
 def test_check_starts_its_own_service_when_no_server_is_given(tmp_path, capsys):

@@ -38,10 +38,10 @@ def test_gsm8k_test_set_answers_all_verify(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ('{"gold": "1", "response": ', "row 2: not JSON"),
-    ({"response": "\\boxed{1}"}, "row 2: missing field 'gold'"),
-    ({"gold": "1"}, "row 2: needs exactly one of the fields 'response' and 'answer'"),
-    ({"gold": "1", "answer": 1}, "row 2: field 'answer' must be a string"),
+    ('{"gold": "1", "response": ', "line 2: invalid JSON"),
+    ({"response": "\\boxed{1}"}, "line 2: missing field 'gold'"),
+    ({"gold": "1"}, "line 2: needs exactly one of the fields 'response' and 'answer'"),
+    ({"gold": "1", "answer": 1}, "line 2: field 'answer' must be a string"),
 ])
 def test_bad_rows_name_file_row_and_field(tmp_path, capsys, row, message):
     src = _write(tmp_path / "in.jsonl", [{"gold": "1", "answer": "1"}, row])

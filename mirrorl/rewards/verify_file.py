@@ -12,22 +12,18 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mirrorl.rewards.math import verify_math
-from mirrorl.tasks.problem import DataError
+from mirrorl.tasks.problem import DataError, read_jsonl
 
 
-def _judge(row: dict, path, number: int) -> dict:
-    if not isinstance(row, dict):
-        raise DataError(f"{path} row {number}: not a JSON object")
+def _judge(row: dict, where: str) -> dict:
     if "gold" not in row:
-        raise DataError(f"{path} row {number}: missing field 'gold'")
+        raise DataError(f"{where}: missing field 'gold'")
     if ("response" in row) == ("answer" in row):
-        raise DataError(f"{path} row {number}: needs exactly one of the fields 'response' and 'answer'")
+        raise DataError(f"{where}: needs exactly one of the fields 'response' and 'answer'")
     field = "response" if "response" in row else "answer"
     if not isinstance(row[field], str):
-        raise DataError(f"{path} row {number}: field '{field}' must be a string")
+        raise DataError(f"{where}: field '{field}' must be a string")
     text = row[field] if field == "response" else f"\\boxed{{{row[field]}}}"
     verdict = verify_math(text, str(row["gold"]))
     return {**row, "equal": verdict.correct, "reason": verdict.reason, "extracted": verdict.extracted}
@@ -37,20 +33,10 @@ def verify_file(path: str | Path, out: str | Path | None = None) -> dict:
     """Judge every row of `path`; write the judged rows to `out` (stdout when None).
 
     Returns: the summary {"rows", "equal", "accuracy", "reasons": {reason: count}}.
-    Raises: DataError naming the file, the row (1-based line number) and the field of a bad row,
+    Raises: DataError naming the file, the line and the field of a bad row,
         before anything is written; OSError when `path` cannot be read.
     """
-    judged = []
-    with open(path) as f:
-        lines = f.readlines()
-    for number, line in enumerate(tqdm(lines, desc="verify", unit="row", disable=len(lines) < 1000), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path} row {number}: not JSON ({err})") from None
-        judged.append(_judge(row, path, number))
+    judged = [_judge(row, f"{path} line {number}") for number, row in read_jsonl(path)]
     text = "".join(json.dumps(row) + "\n" for row in judged)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,30 +19,22 @@ from pydantic import ValidationError
 
 from mirrorl.sandbox.client import SandboxClient, local_service
 from mirrorl.sandbox.runner import RunRequest
-from mirrorl.tasks.problem import DataError
+from mirrorl.tasks.problem import DataError, read_jsonl
 
 
 def read_requests(path: str | Path) -> tuple[list[dict], list[RunRequest]]:
     """The rows of ``path`` and their run requests; DataError names the row and the field of a bad one."""
     rows, requests = [], []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path} row {number}: not JSON ({err})") from None
-            if not isinstance(row, dict) or "code" not in row or "tests" not in row:
-                raise DataError(f"{path} row {number}: needs the fields 'code' and 'tests'")
-            try:
-                requests.append(RunRequest.model_validate({k: v for k, v in row.items()
-                                                           if k in RunRequest.model_fields}))
-            except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise DataError(f"{path} row {number}: field '{where}': {first['msg']}") from None
-            rows.append(row)
+    for number, row in read_jsonl(path):
+        if "code" not in row or "tests" not in row:
+            raise DataError(f"{path} line {number}: needs the fields 'code' and 'tests'")
+        try:
+            requests.append(RunRequest.model_validate({k: v for k, v in row.items() if k in RunRequest.model_fields}))
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise DataError(f"{path} line {number}: field '{where}': {first['msg']}") from None
+        rows.append(row)
     return rows, requests
 
 

@@ -18,7 +18,7 @@ from mirrorl.config import ConfigError, TaskConfig
 from mirrorl.rewards import score
 from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic
 from mirrorl.tasks.jsonl import load_problems
-from mirrorl.tasks.problem import DataError, Problem, write_jsonl
+from mirrorl.tasks.problem import DataError, Problem, read_jsonl, write_jsonl
 
 
 @dataclass
@@ -92,21 +92,11 @@ def load_sft_examples(path: str | Path) -> list[dict]:
     Raises: DataError naming the file, line and field for missing files, bad JSON, missing or
     non-string fields, and an empty file.
     """
-    import json
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     rows = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path.name} line {line_no}: invalid JSON ({err.msg})") from None
+    for number, row in read_jsonl(path):
         for field in ("prompt", "response"):
             if not isinstance(row.get(field), str) or not row[field]:
-                raise DataError(f"{path.name} line {line_no}: field {field!r} missing or not a non-empty string")
+                raise DataError(f"{path} line {number}: field {field!r} missing or not a non-empty string")
         rows.append(row)
     if not rows:
         raise DataError(f"{path}: no rows")

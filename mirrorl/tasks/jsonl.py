@@ -20,7 +20,7 @@ from pathlib import Path
 from mirrorl.rewards.math import last_boxed
 from mirrorl.tasks.code import humaneval_problem, mbpp_problem
 from mirrorl.tasks.countdown import countdown_problem
-from mirrorl.tasks.problem import DataError, Problem
+from mirrorl.tasks.problem import DataError, Problem, read_jsonl
 
 ID_FIELDS = ("id", "unique_id", "task_id", "idx")
 KINDS = ("math", "countdown", "code")
@@ -50,24 +50,9 @@ def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read as UTF-8 text: {e}") from None
     problems = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        problems.append(_problem(row, where, f"{path.stem}-{number}"))
+    for number, row in read_jsonl(path):
+        problems.append(_problem(row, f"{path} line {number}", f"{path.stem}-{number}"))
         if len(problems) == limit:
             break
     if not problems:

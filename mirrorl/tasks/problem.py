@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,32 @@ class Problem:
 
 class DataError(ValueError):
     """A dataset file or row is malformed; the message names the file, row and field."""
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """The rows of a jsonl file as (1-based line number, row object); blank lines are skipped. Errors
+    about a row name it as ``"{path} line {number}"``.
+
+    Raises: DataError naming the file and the 1-based line when the file cannot be read, a line is not
+        JSON or is not a JSON object.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read as UTF-8 text: {err}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: invalid JSON: {err.msg} (column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield number, row
 
 
 def write_jsonl(problems: list[Problem], path: str | Path) -> None:
