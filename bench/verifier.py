@@ -7,7 +7,7 @@ one thread:
     * reference: the whole reference solution against `answer` (extraction + a string-identical answer,
       the common case in RL when the policy is right);
     * rewritten: `answer` with ``\\dfrac`` and spaces around it (normalised back to `answer`, no SymPy);
-    * wrong: the answer with its last number raised by 1, which mostly goes to SymPy too.
+    * wrong: the answer with its last number raised by 1, which mostly goes to SymPy.
 """
 
 from __future__ import annotations

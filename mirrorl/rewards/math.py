@@ -7,10 +7,12 @@ model. This module is the rule-based counterpart: the policy reasons freely and 
 ``\\boxed{...}``; only that final answer is judged, by mathematical equivalence (SymPy via math-verify).
 
 Covered:
-    * extraction of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces matched), else a
-      GSM8K-style ``#### n`` line;
-    * plain numbers compared exactly as fractions (``18.0 == 18``, ``1,450 == 1450``, ``025 == 25``)
-      without SymPy, in microseconds;
+    * extraction of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces matched; boxes
+      separated only by "and", commas or ``x =`` are one answer), a GSM8K-style ``#### n`` line or an
+      explicit "the final answer is X" line, whichever comes last;
+    * plain numbers compared exactly as fractions (``18.0 == 18``, ``1,450 == 1 450 == 1450``,
+      ``025 == 25``, ``4 4/9 == 40/9``) and base-n numbers by digits and base (``52_8``), without SymPy;
+    * percentages: ``20\\%`` equals a gold of 20 or of 0.2;
     * everything else (fractions, radicals, tuples, intervals, sets, equations, ``\\text{(C)}`` choices)
       compared by math-verify (SymPy-based) after a light normalisation (units, degrees, percent, ``x =``).
 
@@ -19,6 +21,8 @@ Not covered:
       ``no_answer``, as is a response whose last box is cut off;
     * proofs, free-text answers beyond exact string match, and answers that need the problem statement
       (e.g. "which is larger?") are not judged;
+    * units are dropped, not compared (``15 cm^2`` equals ``15 cm^3``); decimal commas (``1,22``) are not
+      read as decimals; a rounded decimal does not equal an exact value (``0.33 != 1/3``);
     * no model-based (reward model) judging: the verdict is deterministic.
 """
 
