@@ -17,7 +17,7 @@ def test_rows_get_equal_reason_extracted_and_keep_their_fields(tmp_path, capsys)
     src = _write(tmp_path / "in.jsonl", [
         {"id": 1, "gold": "18", "response": "6*3 so \\boxed{18}"},
         {"id": 2, "gold": "\\frac{1}{2}", "answer": "0.5"},
-        {"id": 3, "gold": "7", "response": "the answer is 7"},      # no final box: never scraped
+        {"id": 3, "gold": "7", "response": "so it is 7 apples"},    # no final box or answer line: never scraped
         {"id": 4, "gold": "7", "answer": "8"},
     ])
     assert main(["verify", str(src), "--out", str(tmp_path / "out.jsonl")]) == 0

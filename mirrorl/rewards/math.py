@@ -7,10 +7,12 @@ model. This module is the rule-based counterpart: the policy reasons freely and 
 ``\\boxed{...}``; only that final answer is judged, by mathematical equivalence (SymPy via math-verify).
 
 Covered:
-    * extraction of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces matched), else a
-      GSM8K-style ``#### n`` line;
-    * plain numbers compared exactly as fractions (``18.0 == 18``, ``1,450 == 1450``, ``025 == 25``)
-      without SymPy, in microseconds;
+    * extraction of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces matched; boxes
+      separated only by "and", commas or ``x =`` are one answer), a GSM8K-style ``#### n`` line or an
+      explicit "the final answer is X" line, whichever comes last;
+    * plain numbers compared exactly as fractions (``18.0 == 18``, ``1,450 == 1 450 == 1450``,
+      ``025 == 25``, ``4 4/9 == 40/9``) and base-n numbers by digits and base (``52_8``), without SymPy;
+    * percentages: ``20\\%`` equals a gold of 20 or of 0.2;
     * everything else (fractions, radicals, tuples, intervals, sets, equations, ``\\text{(C)}`` choices)
       compared by math-verify (SymPy-based) after a light normalisation (units, degrees, percent, ``x =``).
 
@@ -19,6 +21,8 @@ Not covered:
       ``no_answer``, as is a response whose last box is cut off;
     * proofs, free-text answers beyond exact string match, and answers that need the problem statement
       (e.g. "which is larger?") are not judged;
+    * units are dropped, not compared (``15 cm^2`` equals ``15 cm^3``); decimal commas (``1,22``) are not
+      read as decimals; a rounded decimal does not equal an exact value (``0.33 != 1/3``);
     * no model-based (reward model) judging: the verdict is deterministic.
 """
 
@@ -35,9 +39,26 @@ from math_verify.errors import TimeoutException
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _GSM8K_RE = re.compile(r"####[ \t]*([^\n]*\S)")
-_NUMBER_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-_UNIT_RE = re.compile(r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{[^{}]*\}\s*$")
+# Text allowed between boxes that together form one answer: "\boxed{1} and \boxed{2}", "\boxed{a}, \boxed{b}".
+_BOX_JOINER_RE = re.compile(
+    r"(?:\s|[,;$]|\\[()\[\],;: ]|\\q?quad(?![A-Za-z])|\\text\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b|\b[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
+)
+# "The (final) answer is X" / "Final answer: X", where X is a math span or a plain number ending the sentence.
+_ANSWER_LINE_RE = re.compile(r"\banswer(?:\s*:\s*|\s+is\s*:?\s*)|^[ \t]*answer[ \t]+", re.IGNORECASE | re.MULTILINE)
+_MATH_SPAN_RE = re.compile(r"\$\$([\s\S]+?)\$\$|\$((?:\\\$|[^$\n])+)\$|\\\[([\s\S]+?)\\\]|\\\(([^\n]+?)\\\)")
+_PLAIN_ANSWER_RE = re.compile(
+    r"([-+\u2212]?\d[\d,]*(?:\.\d+)?(?: \d+/\d+|/\d+)?(?:\s*(?:\\?%|percent\b|percentage\b|pct\b))?)"
+    r"(?=[ \t]*(?:[.!](?:\s|$)|$))",
+    re.MULTILINE,
+)
+# A plain number: thousands separated by ",", "\\,", "\\ ", "~" or a space (1,450 / 1 450); ".5" too.
+_NUMBER_RE = re.compile(r"[+-]?(?=\.?\d)(?:\d{1,3}(?:(?:,|\\,|\\ | |~)\d{3})+|\d*)(?:\.\d+)?")
+_BASE_RE = re.compile(r"([0-9A-Za-z]+)_\{?(\d+)\}?|([0-9A-Za-z]+)")  # 52_8, 4210_{5}: numbers in base b
+_DECIMAL_RE = re.compile(r"[+-]?\d*\.?\d+")
+_MIXED_RE = re.compile(r"([+-]?)(\d+) (\d+)/(\d+)")  # 4 4/9 (a proper fraction after a whole number)
+_UNIT_RE = re.compile(r"(?<=\S)\s*\\(?:text|textnormal|textbf|textrm|mbox|mathrm)\s*\{[^{}]*\}(?:\^\{?\d\}?)?\s*$")
 _DEGREE_RE = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)")
+_PERCENT_RE = re.compile(r"\s*(?:\\?%|\\text\{\s*\\?%\s*\}|\s(?:percent|percentage|pct)|(?<=\d)(?:percent|percentage|pct))$")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z]\s*=\s*(?=\S)")
 
 
@@ -58,6 +79,43 @@ class Verdict:
     extracted: str | None
 
 
+def _boxes(text: str) -> list[tuple[int, int, str]] | None:
+    """(start, end, contents) of every complete box in `text`; None when the last box is not closed."""
+    boxes = []
+    for match in _BOX_RE.finditer(text):
+        if boxes and match.start() < boxes[-1][1]:
+            continue  # a box inside the previous box
+        rest = text[match.end() :]
+        body = rest.lstrip()
+        offset = match.end() + len(rest) - len(body)
+        if not body.startswith("{"):
+            token = re.match(r"\s+([^\s$]+)", rest)
+            if token is None:
+                return None
+            boxes.append((match.start(), match.end() + token.end(), token.group(1)))
+            continue
+        depth = 0
+        i = 0
+        closed = False
+        while i < len(body):
+            char = body[i]
+            if char == "\\":
+                i += 2  # an escaped character such as \{ or \} never opens or closes the box
+                continue
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    boxes.append((match.start(), offset + i + 1, body[1:i].strip()))
+                    closed = True
+                    break
+            i += 1
+        if not closed:
+            return None
+    return boxes
+
+
 def last_boxed(text: str) -> str | None:
     """The contents of the last ``\\boxed{...}`` or ``\\fbox{...}`` in ``text`` (nested braces matched).
 
@@ -69,76 +127,119 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed(r"\\boxed{3} and finally \\boxed{4") is None
     True
     """
-    starts = [m.end() for m in _BOX_RE.finditer(text)]
-    if not starts:
+    boxes = _boxes(text)
+    return boxes[-1][2] if boxes else None
+
+
+def _final_boxes(text: str) -> tuple[int, str] | None:
+    """(end, answer) of the last box, joined with the boxes just before it when only "and", commas, spacing
+    or ``x =`` separate them. None when there is no box or the last one is not closed."""
+    boxes = _boxes(text)
+    if not boxes:
         return None
-    rest = text[starts[-1] :]
-    body = rest.lstrip()
-    if not body.startswith("{"):
-        token = re.match(r"\s+([^\s$]+)", rest)
-        return token.group(1) if token else None
-    depth = 0
-    i = 0
-    while i < len(body):
-        char = body[i]
-        if char == "\\":
-            i += 2  # an escaped character such as \{ or \} never opens or closes the box
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return body[1:i].strip()
-        i += 1
-    return None
+    parts = [boxes[-1][2]]
+    for before, after in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
+        if not _BOX_JOINER_RE.fullmatch(text[before[1] : after[0]]):
+            break
+        parts.insert(0, before[2])
+    return boxes[-1][1], ", ".join(parts)
+
+
+def _answer_line(text: str) -> tuple[int, str] | None:
+    """(start, X) of the last "the answer is X" / "Final answer: X" / a line "Answer X", when X is a math span
+    or a number that ends the sentence."""
+    matches = list(_ANSWER_LINE_RE.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end() :]
+    span = _MATH_SPAN_RE.match(rest)
+    if span:
+        return matches[-1].start(), next(group for group in span.groups() if group is not None).strip()
+    plain = _PLAIN_ANSWER_RE.match(rest)
+    return (matches[-1].start(), plain.group(1)) if plain else None
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer of a response: the last boxed answer, else a GSM8K ``#### n`` line, else None.
+    """The final answer of a response, or None.
 
-    When the text contains a box, only boxes count (an unclosed last box gives None). Numbers in the
-    running text are never taken as the answer.
+    The final answer is whichever of these comes last in the text:
+        * the last complete box, joined with the boxes right before it when only "and", commas, spacing
+          or ``x =`` separate them (``\\boxed{1} and \\boxed{2}`` gives ``1, 2``); an unclosed last box
+          (a response cut off mid-answer) means no answer at all;
+        * the last GSM8K ``#### n`` line;
+        * an explicit final answer statement, "the (final) answer is X", "Final answer: X" or a line
+          starting "Answer X", where X is a ``$...$`` / ``\\(...\\)`` / ``$$...$$`` / ``\\[...\\]`` span
+          or a number that ends the sentence.
+    Numbers and formulas in the running text are never taken as the answer.
 
     >>> extract_answer(r"so the answer is \\boxed{\\{1, 2\\}}.")
     '\\\\{1, 2\\\\}'
+    >>> extract_answer(r"x = \\boxed{1} or x = \\boxed{-2}")
+    '1, -2'
     >>> extract_answer("She makes 9 * 2 = 18 dollars.\\n#### 18")
     '18'
-    >>> extract_answer("The answer is 18.") is None
+    >>> extract_answer("Final Answer: The final answer is $\\\\frac{1}{3}$. I hope it is correct.")
+    '\\\\frac{1}{3}'
+    >>> extract_answer("The answer is 18.")
+    '18'
+    >>> extract_answer("I think it is 18. The answer is not 17, I guess.") is None
     True
     """
-    if _BOX_RE.search(text):
-        return last_boxed(text)
-    lines = _GSM8K_RE.findall(text)
-    return lines[-1].strip() if lines else None
+    boxed = _final_boxes(text)
+    if boxed is None and _BOX_RE.search(text):
+        return None  # the last box is cut off
+    candidates = [boxed, _answer_line(text)]
+    lines = list(_GSM8K_RE.finditer(text))
+    if lines:
+        candidates.append((lines[-1].start(), lines[-1].group(1).strip()))
+    found = [candidate for candidate in candidates if candidate is not None]
+    return max(found)[1] if found else None
+
+
+def _normalize(answer: str) -> tuple[str, bool]:
+    """`normalize_answer` without removing a leading ``x =``, and whether the answer was a percentage."""
+    s = answer.replace("\u2212", "-")
+    s = re.sub(r"\\(?:left|right)(?![A-Za-z])", "", s)
+    s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
+    s = re.sub(r",\\!\s*", ",", s)  # 10,\!080
+    s = s.replace("\\!", "").replace("{,}", ",").replace("\\$", "").replace("$", "")
+    s = _DEGREE_RE.sub("", s).strip().rstrip(".,;").strip()
+    percent = bool(_PERCENT_RE.search(s)) or "%" in s
+    s = _PERCENT_RE.sub("", s).replace("\\%", "").replace("%", "").strip()
+    s = _UNIT_RE.sub("", s)
+    return s.strip(), percent
 
 
 def normalize_answer(answer: str) -> str:
     """Strip notation that does not change the value of a final answer.
 
     Removes ``\\left``/``\\right``, ``\\!``, ``{,}``, dollar signs, a trailing ``\\text{unit}``, degrees
-    (``^\\circ``), percent signs, a leading ``x =`` and a trailing period; maps ``\\dfrac``/``\\tfrac``
-    to ``\\frac`` and the Unicode minus to ``-``.
+    (``^\\circ``), percent signs (``\\%``, "percent"), a leading ``x =`` and a trailing period or comma;
+    maps ``\\dfrac``/``\\tfrac``/``\\cfrac`` to ``\\frac``, ``10,\\!080`` to ``10,080`` and the Unicode
+    minus to ``-``.
 
     >>> normalize_answer(r"x = 12\\text{ cm}.")
     '12'
     >>> normalize_answer(r"\\dfrac{1}{2}")
     '\\\\frac{1}{2}'
     """
-    s = answer.replace("\u2212", "-")
-    s = re.sub(r"\\(?:left|right)(?![A-Za-z])", "", s)
-    s = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", s)
-    s = s.replace("\\!", "").replace("{,}", ",").replace("\\$", "").replace("$", "")
-    s = s.replace("\\%", "").replace("%", "")
-    s = _DEGREE_RE.sub("", s).strip().rstrip(".").strip()
-    s = _UNIT_RE.sub("", s)
-    return _ASSIGNMENT_RE.sub("", s).strip()
+    return _ASSIGNMENT_RE.sub("", _normalize(answer)[0]).strip()
 
 
 def _as_number(s: str) -> Fraction | None:
+    mixed = _MIXED_RE.fullmatch(s)
+    if mixed:
+        sign, whole, numerator, denominator = mixed.groups()
+        if not 0 < int(numerator) < int(denominator):
+            return None  # 4 0/0, 11 7/6: not a mixed number
+        value = int(whole) + Fraction(int(numerator), int(denominator))
+        return -value if sign == "-" else value
+    ratio = re.fullmatch(r"([+-]?\d+)/(\d+)", s)
+    if ratio:
+        return Fraction(int(ratio.group(1)), int(ratio.group(2))) if int(ratio.group(2)) else None
     if not _NUMBER_RE.fullmatch(s):
         return None
-    return Fraction(s.replace(",", ""))
+    return Fraction(re.sub(r"[^\d.+-]", "", s))
 
 
 def verify_math(response: str, gold: str, timeout_s: float = 5.0) -> Verdict:
@@ -162,37 +263,70 @@ def verify_math(response: str, gold: str, timeout_s: float = 5.0) -> Verdict:
     True
     >>> verify_math(r"\\boxed{\\dfrac12}", "0.5").reason
     'equal'
-    >>> verify_math("the answer is 18", "18").reason
+    >>> verify_math("it is 18", "18").reason
     'no_answer'
     """
     extracted = extract_answer(response)
     if extracted is None:
         return Verdict(False, "no_answer", None)
-    answer, reference = normalize_answer(extracted), normalize_answer(gold)
+    (answer, answer_percent), (reference, reference_percent) = _normalize(extracted), _normalize(gold)
+    bare = _ASSIGNMENT_RE.sub("", answer).strip(), _ASSIGNMENT_RE.sub("", reference).strip()
+    if "=" not in bare[0] and "=" not in bare[1]:  # "x = 3" against "3"; but "y = 2x" against "2x - y = 0" stays
+        answer, reference = bare
+    seconds = math.ceil(timeout_s) if threading.current_thread() is threading.main_thread() else None
+    reason = _compare(answer, reference, seconds)
+    if reason != "equal" and answer_percent != reference_percent:
+        # "20\%" against a gold of 20 (the question asked for a percentage) or of 0.2 (the same value)
+        scaled = (_per_cent(answer), reference) if answer_percent else (answer, _per_cent(reference))
+        if _compare(*scaled, seconds) == "equal":
+            reason = "equal"
+    return Verdict(reason == "equal", reason, extracted)
+
+
+def _per_cent(s: str) -> str:
+    number = _as_number(s)
+    if number is not None:
+        return f"{number.numerator}/{number.denominator * 100}"
+    return f"\\frac{{{s}}}{{100}}"
+
+
+def _in_base(s: str) -> tuple[str, str | None] | None:
+    """(digits, base) of ``52_8`` / ``4210_{5}``, (digits, None) of plain digits, else None."""
+    match = _BASE_RE.fullmatch(s)
+    if match is None or (match.group(3) and not match.group(3).isdigit()):
+        return None
+    return (match.group(1), match.group(2)) if match.group(1) else (match.group(3), None)
+
+
+def _compare(answer: str, reference: str, seconds: int | None) -> str:
+    """"equal", "not_equal", "parse_error" or "timeout" for two normalised answers."""
     if answer and answer == reference:
-        return _verdict(True, extracted)
+        return "equal"
+    based = _in_base(answer), _in_base(reference)
+    if None not in based and (based[0][1] or based[1][1]):  # 52_8 against 52_8, 52 or 52_9
+        (digits, base), (gold_digits, gold_base) = based
+        same_base = base == gold_base or not (base and gold_base)
+        return "equal" if same_base and digits.lower() == gold_digits.lower() else "not_equal"
     answer_number, reference_number = _as_number(answer), _as_number(reference)
     if answer_number is not None and reference_number is not None:
-        return _verdict(answer_number == reference_number, extracted)
-
-    seconds = math.ceil(timeout_s) if threading.current_thread() is threading.main_thread() else None
+        return "equal" if answer_number == reference_number else "not_equal"
+    if answer_number is not None and not _DECIMAL_RE.fullmatch(answer):
+        answer = str(answer_number)  # 1 000, 4 4/9: forms that SymPy would misread
+    if reference_number is not None and not _DECIMAL_RE.fullmatch(reference):
+        reference = str(reference_number)
     try:
         parsed_reference = parse(f"\\boxed{{{reference}}}", parsing_timeout=seconds, raise_on_error=True)
         parsed_answer = parse(f"\\boxed{{{answer}}}", parsing_timeout=seconds, raise_on_error=True)
     except TimeoutException:
-        return Verdict(False, "timeout", extracted)
+        return "timeout"
     except Exception:
-        return Verdict(False, "parse_error", extracted)
+        return "parse_error"
     if not parsed_reference or not parsed_answer:
-        return Verdict(False, "parse_error", extracted)
+        return "parse_error"
     try:
         equal = verify(parsed_reference, parsed_answer, timeout_seconds=seconds, raise_on_error=True)
     except TimeoutException:
-        return Verdict(False, "timeout", extracted)
+        return "timeout"
     except Exception:
         equal = False  # SymPy could not compare the two expressions
-    return _verdict(equal, extracted)
-
-
-def _verdict(equal: bool, extracted: str) -> Verdict:
-    return Verdict(equal, "equal" if equal else "not_equal", extracted)
+    return "equal" if equal else "not_equal"

@@ -1,8 +1,8 @@
 """Batch-grade model outputs with the math verifier: ``mirrorl verify IN.jsonl [--out OUT.jsonl]``.
 
 Each row has ``gold`` and either ``response`` (a whole model output, whose final answer is extracted as
-in RL: the last complete ``\\boxed{}``, else a ``#### n`` line) or ``answer`` (an already-extracted final
-answer, compared as given). Every other field is passed through; each output row adds ``equal`` (bool),
+in RL by `mirrorl.rewards.math.extract_answer`: boxes, ``#### n``, "the final answer is X") or ``answer``
+(an already-extracted final answer, compared as given). Every other field is passed through; each output row adds ``equal`` (bool),
 ``reason`` (see `mirrorl.rewards.math.Verdict`) and ``extracted``.
 """
 
