@@ -302,7 +302,7 @@ def suite_verdict(row: dict):
     words = set(re.findall(r"(?<![\\A-Za-z])[A-Za-z]{3,}", outside_math)) - {"percent", "percentage", "pct", "and"}
     if extract_answer(response) is None and not words:
         response = rf"\boxed{{{_unwrap(response)}}}"
-    return verify_math(response, gold)
+    return verify_math(response, gold, timeout_s=30)  # generous: a loaded machine must not turn a verdict into "timeout"
 
 
 _PROSE = "prose without a box or a final answer line: no answer is scraped from running text"
