@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 WORKER = r"""
 import json, sys, time, torch, transformers

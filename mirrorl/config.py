@@ -7,7 +7,7 @@ check types and reject unknown keys; errors name the file and the key.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from omegaconf import OmegaConf

@@ -42,7 +42,10 @@ def sandbox_client():
 
 def verify_code(problem: Problem, response: str, client=None) -> Verdict:
     """Judge `response` to a code `problem`: its last ```python block, after ``meta["prefix"]``, must pass
-    every test in ``meta["tests"]``. `client` defaults to `sandbox_client()`."""
+    every test in ``meta["tests"]``. `client` defaults to `sandbox_client()`.
+
+    Raises: mirrorl.sandbox.client.SandboxError when the service cannot be reached after its retries.
+    """
     code = extract_code(response)
     if code is None:
         return Verdict(False, "no_answer", None)

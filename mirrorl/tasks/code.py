@@ -37,7 +37,10 @@ def _field(row: dict, name: str, where: str, kind: type = str):
 
 
 def humaneval_problem(row: dict, where: str) -> Problem:
-    """A HumanEval row (``task_id``, ``prompt``, ``canonical_solution``, ``test``, ``entry_point``)."""
+    """A HumanEval row (``task_id``, ``prompt``, ``canonical_solution``, ``test``, ``entry_point``).
+
+    Raises: DataError naming `where` and the field when a field is not a string.
+    """
     prompt, test, entry = (_field(row, k, where) for k in ("prompt", "test", "entry_point"))
     return Problem(id=str(row["task_id"]), prompt=f"Complete this Python function.\n```python\n{prompt}```{INSTRUCTION}",
                    answer=row.get("canonical_solution", ""), kind="code",
@@ -47,7 +50,11 @@ def humaneval_problem(row: dict, where: str) -> Problem:
 
 def mbpp_problem(row: dict, where: str) -> Problem:
     """An MBPP row (``task_id``, ``text``, ``code``, ``test_list``, ``test_setup_code``); the first test is
-    shown in the prompt, as in the MBPP paper, so the policy knows the function's name and signature."""
+    shown in the prompt, as in the MBPP paper, so the policy knows the function's name and signature.
+
+    Raises: DataError naming `where` and the field when ``text`` is not a string or ``test_list`` is not a
+        non-empty list of strings.
+    """
     text, tests = _field(row, "text", where), _field(row, "test_list", where, list)
     if not tests or not all(isinstance(t, str) for t in tests):
         raise DataError(f"{where}: field 'test_list' must be a non-empty list of assert strings")

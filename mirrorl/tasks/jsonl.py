@@ -13,7 +13,6 @@ Each row's format is detected from its keys:
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
