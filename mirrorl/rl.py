@@ -232,7 +232,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
     model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
     optimizer = (torch.optim.AdamW if cfg.rl.optimizer == "adamw" else torch.optim.SGD)(
         model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
-    sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed)
+    sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed, [p.pass_rate for p in data.rl])
     buffer = ReplayBuffer()
     engine = HFEngine.from_config(model, tokenizer, cfg)
     logger = MetricsLogger(run_dir, "rl")
