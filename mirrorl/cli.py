@@ -1,4 +1,4 @@
-"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, tiny-model, verify and sandbox.
+"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, curate, tiny-model, verify and sandbox.
 
 Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
 option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
@@ -27,6 +27,10 @@ COMMANDS = {
     "long2short": ("From a long-CoT model: merge, shortest rejection sampling + SFT and DPO, then accuracy against "
                    "tokens for all of them on the same held-out prompts (report 2.4).",
                    ("run", "model", "task", "sft", "eval", "long2short", "dpo")),
+    "curate": ("Curate an RL prompt set (report 2.1): drop guessable and uncheckable question types, measure each "
+               "prompt's pass rate over curate.samples samples, drop too easy and answer-only-guessable prompts, tag "
+               "the rest; writes curated.jsonl and report.md/json/png to --out (resumable).",
+               ("run", "model", "task", "eval", "curate")),
     "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
 }
 
@@ -44,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
         p.add_argument("--config", help="YAML recipe (see configs/); overrides apply on top")
         p.add_argument("--out", help="run folder (sets run.out_dir)")
-        if name in ("sft", "rl", "eval", "long2short"):
+        if name in ("sft", "rl", "eval", "long2short", "curate"):
             p.add_argument("--data", help="jsonl of prompts (GSM8K, MATH, Countdown or mirrorl format; sets task.data)")
-        if name in ("sft", "rl", "long2short"):
+        if name in ("sft", "rl", "long2short", "curate"):
             p.add_argument("--model", help="Hugging Face model folder to start from (sets model.path)")
         if name == "long2short":
             p.add_argument("--short-model", help="the merge partner, same architecture (default with --run: "
@@ -57,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--sft-data", help="jsonl with prompt/response rows (sets sft.data)")
         if name == "eval":
             p.add_argument("--model", nargs="+", help="one or more model folders to evaluate")
+        if name == "curate":
+            p.add_argument("--limit", type=int, help="curate only the first N prompts (default: all; without --data "
+                           "the generated RL pool of task.rl_prompts)")
         if name == "rl":
             p.add_argument("--resume", metavar="RUN_DIR",
                            help="continue a stopped run from its last checkpoint, with its saved config")
@@ -214,6 +221,8 @@ def _run(args, cfg) -> int:
         _eval(args, cfg)
     elif args.command == "long2short":
         _long2short(args, cfg)
+    elif args.command == "curate":
+        _curate(args, cfg)
     elif args.command == "merge":
         from mirrorl.long2short.merge import merge_models
         out = merge_models(args.model_a, args.model_b, cfg.run.out_dir, args.weight)
@@ -262,6 +271,25 @@ def _eval(args, cfg) -> None:
     (out / "eval.json").write_text(json.dumps({"heldout_size": len(heldout), "models": rows}, indent=2))
     _, table = write_token_efficiency(out, rows, len(heldout))
     print(f"results in {out / 'eval.json'}; accuracy against tokens in {table} and token_efficiency.png")
+
+
+def _curate(args, cfg) -> None:
+    from mirrorl.curation.run import curate, load_models
+    from mirrorl.tasks.datasets import build_datasets
+    from mirrorl.tasks.jsonl import load_problems
+    if not cfg.model.path:
+        raise ConfigError("curate: give the model that measures pass rates with --model DIR (or model.path=...)")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"curate: --limit must be >= 1, got {args.limit}")
+    if cfg.task.data:
+        problems = load_problems(cfg.task.data, args.limit)
+    else:
+        problems = build_datasets(cfg.task, cfg.run.seed).rl[:args.limit]
+    summary = curate(cfg, problems, cfg.run.out_dir, *load_models(cfg))
+    out = Path(cfg.run.out_dir)
+    dropped = ", ".join(f"{why} {n}" for why, n in summary["dropped"].items()) or "none"
+    print(f"{summary['prompts']} prompts, {summary['kept']} kept (dropped: {dropped}) in "
+          f"{sum(summary['seconds'].values()):.0f} s; {out / 'curated.jsonl'}, report in {out / 'report.md'}")
 
 
 def _long2short(args, cfg) -> None:

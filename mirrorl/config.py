@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mirrorl.curation.filters import TYPES as QUESTION_TYPES
+
 
 def opt(default, help: str):
     """A dataclass field with a default and a one-line help text (units in the text or the name)."""
@@ -157,6 +159,25 @@ class DPOConfig:
 
 
 @dataclass
+class CurateConfig:
+    samples: int = opt(10, "responses per prompt whose share of correct ones is its pass rate (report section 2.1: 10)")
+    temperature: float = opt(1.0, "sampling temperature for the pass rate (the report's 'relatively high', value not given)")
+    max_response_tokens: int = opt(224, "longest response in tokens; a cut response counts as wrong, as in RL")
+    max_pass_rate: float = opt(0.9, "drop prompts whose pass rate is above this (too easy); 1 = keep all")
+    drop_types: list = opt(["multiple_choice", "true_false", "proof"], "question types dropped by rule (guessable or "
+                           "not checkable; mirrorl/curation/filters.py)")
+    guess_samples: int = opt(8, "answer-only tries per prompt: a math prompt answered right in any of them without "
+                             "reasoning is dropped (report: N = 8); 0 = skip this test")
+    guess_model: str = opt("", "model folder that guesses the answers (empty = the --model that measures pass rates)")
+    guess_prefix: str = opt("\\boxed{", "the guessed response starts with this text, so the model writes the answer "
+                            "right away (works for base models too)")
+    guess_instruction: str = opt("", "text appended to the prompt when asking for the answer alone, e.g. ' Give only the "
+                                 "final answer.'")
+    guess_max_tokens: int = opt(16, "tokens the model may write after guess_prefix")
+    guess_temperature: float = opt(1.0, "sampling temperature of the guesses")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -171,6 +192,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -189,15 +211,17 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads", "long2short.prompts",
              "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
-             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size")
+             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "curate.samples",
+             "curate.max_response_tokens", "curate.guess_max_tokens")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
-                 "long2short.merge_weight")
+                 "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
+                 "curate.guess_temperature")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
-                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight")
+                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate")
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -220,6 +244,9 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: {key} must be <= 1, got {getattr(getattr(cfg, section), name)!r}")
     if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
+    if not set(cfg.curate.drop_types) <= set(QUESTION_TYPES):
+        raise ConfigError(f"{source}: curate.drop_types must be a list drawn from {QUESTION_TYPES}, "
+                          f"got {cfg.curate.drop_types}")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
     if cfg.rl.repeat_window_tokens and not 1 <= cfg.rl.repeat_max_period_tokens <= cfg.rl.repeat_window_tokens // 2:
