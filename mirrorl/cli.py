@@ -31,6 +31,9 @@ COMMANDS = {
                "prompt's pass rate over curate.samples samples, drop too easy and answer-only-guessable prompts, tag "
                "the rest; writes curated.jsonl and report.md/json/png to --out (resumable).",
                ("run", "model", "task", "eval", "curate")),
+    "validate-tests": ("Validate code test cases (report 2.3.5): run every reference solution on every candidate input "
+                       "in the sandbox; keep tests most solutions agree on and problems most solutions pass.",
+                       ("validate",)),
     "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
 }
 
@@ -41,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, (text, sections) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="options (set in --config YAML or as section.key=value):\n" + describe(sections))
+        if name == "validate-tests":
+            p.add_argument("input", metavar="IN.jsonl", help="rows {id, prompt, solutions, inputs, mode, setup} "
+                           "(see mirrorl/curation/code_tests.py)")
+            p.add_argument("--server", metavar="URL", help="a running sandbox service (default: start one on loopback)")
+            p.add_argument("--unsafe", action="store_true",
+                           help="let the local service start below the minimum isolation")
         if name == "merge":
             p.add_argument("model_a", metavar="A", help="first model folder (its config and tokenizer are copied)")
             p.add_argument("model_b", metavar="B", help="second model folder, same architecture")
@@ -119,11 +128,18 @@ def _load(args) -> "Config":  # noqa: F821
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may follow options given after a positional input
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     if args.command == "sandbox":
         return _sandbox(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "validate-tests":
+        return _validate_tests(args)
     from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
     from mirrorl.sft import TrainingError
@@ -164,6 +180,23 @@ def _verify(args) -> int:
     reasons = ", ".join(f"{name} {count}" for name, count in sorted(summary["reasons"].items()))
     print(f"{summary['rows']} rows: {summary['equal']} equal ({summary['accuracy']:.1%}); {reasons}"
           + (f"; rows written to {args.out}" if args.out else ""), file=sys.stdout if args.out else sys.stderr)
+    return 0
+
+
+def _validate_tests(args) -> int:
+    from mirrorl.curation.code_tests import validate_file
+    from mirrorl.sandbox.client import SandboxError
+    from mirrorl.sandbox.service import SandboxUnavailable
+    from mirrorl.tasks.problem import DataError
+    try:
+        cfg = _load(args)
+        out = args.out or "runs/validate-tests"
+        summary = validate_file(args.input, out, cfg.validate, args.server, args.unsafe)
+    except (ConfigError, DataError, SandboxError, SandboxUnavailable, OSError) as err:
+        print(f"mirrorl validate-tests: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{summary['problems']} problems: {summary['kept']} kept; {summary['valid_tests']} of {summary['tests']} "
+          f"tests valid; {Path(out) / 'validated.jsonl'}, details in {Path(out) / 'validation.jsonl'}")
     return 0
 
 

@@ -178,6 +178,20 @@ class CurateConfig:
 
 
 @dataclass
+class ValidateConfig:
+    test_agreement: float = opt(0.7, "keep a test when at least this fraction of the solutions agree on its output "
+                                "(report section 2.3.5: 7 of 10); in (0.5, 1]")
+    problem_pass: float = opt(0.9, "keep a problem when at least this fraction of the solutions pass every kept test "
+                              "(report: 9 of 10)")
+    min_valid_tests: int = opt(1, "fewest kept tests a kept problem has (the report's generators gave >= 40 of 50)")
+    generator: str = opt("", "test-input generator 'module:function', called as f(row, n) -> list[str]; its inputs "
+                         "join the row's own (empty = the row's inputs only)")
+    generated_inputs: int = opt(50, "n passed to the generator (report: 50 test cases per problem)")
+    time_limit_s: float = opt(5.0, "CPU seconds per run of one solution on one input (wall clock: twice that)")
+    concurrency: int = opt(8, "sandbox requests in flight")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -193,6 +207,7 @@ class Config:
     long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -212,16 +227,18 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads", "long2short.prompts",
              "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
              "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "curate.samples",
-             "curate.max_response_tokens", "curate.guess_max_tokens")
+             "curate.max_response_tokens", "curate.guess_max_tokens", "validate.problem_pass",
+             "validate.generated_inputs", "validate.time_limit_s", "validate.concurrency")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
                  "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
-                 "curate.guess_temperature")
+                 "curate.guess_temperature", "validate.min_valid_tests")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
-                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate")
+                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate",
+                "validate.test_agreement", "validate.problem_pass")
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -244,6 +261,9 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: {key} must be <= 1, got {getattr(getattr(cfg, section), name)!r}")
     if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
+    if not cfg.validate.test_agreement > 0.5:
+        raise ConfigError(f"{source}: validate.test_agreement must be > 0.5 (a unique majority), "
+                          f"got {cfg.validate.test_agreement!r}")
     if not set(cfg.curate.drop_types) <= set(QUESTION_TYPES):
         raise ConfigError(f"{source}: curate.drop_types must be a list drawn from {QUESTION_TYPES}, "
                           f"got {cfg.curate.drop_types}")
