@@ -19,7 +19,7 @@ COMMANDS = {
     "sft": ("Supervised fine-tuning (long-CoT warm-up) with dev-set early stopping.",
             ("run", "model", "task", "sft", "eval")),
     "rl": ("RL with the k1.5 online mirror-descent loss; --resume RUN_DIR continues a stopped run.",
-           ("run", "model", "task", "rl", "eval")),
+           ("run", "model", "task", "rl", "eval", "judge")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
     "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",
@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return _validate_tests(args)
     from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
+    from mirrorl.rewards.cot_judge import JudgeError
     from mirrorl.sft import TrainingError
     from mirrorl.tasks.problem import DataError
     try:
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.run.out_dir == "runs/demo" and args.command != "demo":
                 cfg.run.out_dir = f"runs/{args.command}"  # keep other commands out of the demo's folder
         return _run(args, cfg)
-    except (ConfigError, DataError, MergeError, ModelLoadError, TrainingError, ValueError, OSError) as err:
+    except (ConfigError, DataError, MergeError, ModelLoadError, TrainingError, JudgeError, ValueError,
+            OSError) as err:
         print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

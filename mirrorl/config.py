@@ -94,6 +94,9 @@ class RLConfig:
                                        "empty = prompts with s_i <= curriculum_hard_success at the switch")
     curriculum_hard_success: float = opt(0.5, "curriculum without hard levels: success estimate at or below which a "
                                          "prompt is hard")
+    reward: str = opt("rules", "task reward (report sections 2.3.1, 2.3.5): rules (rule-based verifier), judge (math "
+                      "responses judged by the chain-of-thought reward model, judge.*) or rules_then_judge (the judge "
+                      "only where the rules cannot decide, judge.undecided_reasons)")
     reward_fn: str = opt("", "user reward function 'module:function' with TRL's signature f(prompts, completions, "
                          "**columns) -> list[float], used instead of the verifier's 0/1 reward (empty = verifier)")
     optimizer: str = opt("adamw", "adamw, or sgd (plain gradient steps: no per-parameter normalisation, so "
@@ -192,6 +195,23 @@ class ValidateConfig:
 
 
 @dataclass
+class JudgeConfig:
+    backend: str = opt("http", "http (an OpenAI-compatible /v1/chat/completions endpoint) or hf (a local model folder)")
+    url: str = opt("", "http: the endpoint's root, e.g. http://127.0.0.1:8000")
+    model: str = opt("", "http: the model name sent with each request; hf: the judge model's folder")
+    api_key_env: str = opt("MIRRORL_JUDGE_API_KEY", "http: environment variable holding the API key (unset = none)")
+    temperature: float = opt(0.0, "sampling temperature of the judge's reasoning (0 = greedy)")
+    max_tokens: int = opt(1024, "longest judge reply in tokens (reasoning + JSON verdict)")
+    timeout_s: float = opt(120.0, "http: seconds per request (retried 3 times on errors)")
+    concurrency: int = opt(8, "http: requests in flight")
+    chat_template: bool = opt(False, "hf: wrap the judge prompt in the judge tokenizer's chat template")
+    cache: str = opt("", "jsonl cache of verdicts (keyed by SHA-256 of judge name + prompt); empty = "
+                     "RUN_DIR/judge_cache.jsonl")
+    undecided_reasons: list = opt(["parse_error", "timeout"], "rules_then_judge: rule verdicts the judge re-decides "
+                                  "(add not_equal to let it overturn the rules' negatives)")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -208,6 +228,7 @@ class Config:
     dpo: DPOConfig = field(default_factory=DPOConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -217,7 +238,8 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd")}
+            "rl.optimizer": ("adamw", "sgd"), "rl.reward": ("rules", "judge", "rules_then_judge"),
+            "judge.backend": ("http", "hf")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -228,14 +250,15 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
              "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "curate.samples",
              "curate.max_response_tokens", "curate.guess_max_tokens", "validate.problem_pass",
-             "validate.generated_inputs", "validate.time_limit_s", "validate.concurrency")
+             "validate.generated_inputs", "validate.time_limit_s", "validate.concurrency", "judge.max_tokens",
+             "judge.timeout_s", "judge.concurrency")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
                  "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
-                 "curate.guess_temperature", "validate.min_valid_tests")
+                 "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate",
                 "validate.test_agreement", "validate.problem_pass")
@@ -261,6 +284,15 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: {key} must be <= 1, got {getattr(getattr(cfg, section), name)!r}")
     if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
+    if cfg.rl.reward != "rules":
+        if cfg.rl.reward_fn:
+            raise ConfigError(f"{source}: rl.reward_fn replaces the task reward; it cannot be combined with "
+                              f"rl.reward={cfg.rl.reward}")
+        needed = ("url", "model") if cfg.judge.backend == "http" else ("model",)
+        missing = [f"judge.{k}" for k in needed if not getattr(cfg.judge, k)]
+        if missing:
+            raise ConfigError(f"{source}: rl.reward={cfg.rl.reward} with judge.backend={cfg.judge.backend} needs "
+                              f"{' and '.join(missing)}")
     if not cfg.validate.test_agreement > 0.5:
         raise ConfigError(f"{source}: validate.test_agreement must be > 0.5 (a unique majority), "
                           f"got {cfg.validate.test_agreement!r}")
