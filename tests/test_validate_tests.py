@@ -108,10 +108,10 @@ def test_mbpp_and_humaneval_references_with_broken_solutions(sandbox):
         # 8 references + 2 broken differently on input 0: the test is kept (8 of 10), the problem is not
         {"id": "mbpp-8", "solutions": [ref] * 8 + [_broken_on(ref, entry, inputs[0], t) for t in "cd"]},
     ]
-    rows = [row | {"prompt": mbpp["text"], "inputs": inputs, "mode": "call", "line": i} for i, row in enumerate(rows)]
+    rows = [row | {"prompt": mbpp["text"], "inputs": inputs, "mode": "call", "where": f"row {i}"} for i, row in enumerate(rows)]
     human = [json.loads(line) for line in open(shared_data("humaneval", "HumanEval.jsonl"))][2]  # truncate_number
     ref = human["prompt"] + human["canonical_solution"]
-    rows.append({"id": human["task_id"], "prompt": human["prompt"], "mode": "call", "line": 4,
+    rows.append({"id": human["task_id"], "prompt": human["prompt"], "mode": "call", "where": "row 4",
                  "inputs": _calls(human["test"], "candidate", human["entry_point"]),
                  "solutions": [ref] * 9 + [human["prompt"] + "    return None\n"]})
     results = {row["id"]: a for row, a in validate_rows(rows, sandbox, load_config().validate)}
@@ -134,7 +134,7 @@ def propose(row: dict, n: int) -> list[str]:
     return ["10 20\n", "-5 5\n"][:n]
 
 
-def test_cli_stdin_problems_with_a_generator(sandbox, tmp_path):
+def test_cli_stdin_problems_with_a_generator(sandbox, tmp_path, capsys):
     rows = [{"id": "sum", "prompt": "Print the sum of two integers.", "inputs": ["1 2\n"],
              "solutions": ["a, b = map(int, input().split())\nprint(a + b)"] * 8
              + ["print(sum(map(int, input().split())), '  ')",  # trailing spaces: the same output
@@ -154,5 +154,9 @@ def test_cli_stdin_problems_with_a_generator(sandbox, tmp_path):
     details = [json.loads(line) for line in (out / "validation.jsonl").read_text().splitlines()]
     assert details[0]["passing"] == [True] * 9 + [False] and details[1]["votes"] == [1, 1]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "x", "prompt": "p", "solutions": "print(1)"}\n')
+    bad.write_text('{"id": "x", "prompt": "p", "solutions": ["print(1)"]}\n{"id": "y", "solutions": "print(1)"}\n')
     assert main(["validate-tests", str(bad), "--out", str(out), "--server", sandbox.url]) == 2
+    assert "bad.jsonl line 2: field 'solutions' must be a list of strings" in capsys.readouterr().err
+    bad.write_text('{"id": "x", "prompt": "p", "solutions": ["print(1)"]}\n')  # no inputs, no generator
+    assert main(["validate-tests", str(bad), "--out", str(out), "--server", sandbox.url]) == 2
+    assert "bad.jsonl line 1: no test inputs" in capsys.readouterr().err

@@ -196,14 +196,15 @@ def read_rows(path: str | Path) -> list[dict]:
         if row["id"] in seen:
             raise DataError(f"{where}: field 'id' {row['id']!r} repeats an earlier row")
         seen.add(row["id"])
-        rows.append(row | {"line": number})
+        rows.append(row | {"where": where})
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
 
 
 def validate_rows(rows: list[dict], client, cfg: ValidateConfig, generator=None) -> list[tuple[dict, Agreement]]:
-    """Validate every row: add the generator's inputs (``generator(row, cfg.generated_inputs)``), run, agree.
+    """Validate every row (as `read_rows` gives them, with ``where`` naming the file and line): add the generator's
+    inputs (``generator(row, cfg.generated_inputs)``), run every solution on every input, agree.
 
     Raises: DataError naming the row when it ends up without inputs or the generator returns something other
         than a list of strings; mirrorl.sandbox.client.SandboxError when the service cannot be reached.
@@ -215,12 +216,12 @@ def validate_rows(rows: list[dict], client, cfg: ValidateConfig, generator=None)
             if generator is not None:
                 proposed = generator(row, cfg.generated_inputs)
                 if not isinstance(proposed, list) or not all(isinstance(x, str) for x in proposed):
-                    raise DataError(f"line {row['line']} (id {row['id']}): validate.generator must return a list of "
-                                    f"strings, got {type(proposed).__name__}")
+                    raise DataError(f"{row['where']}: validate.generator must return a list of strings for field "
+                                    f"'inputs', got {type(proposed).__name__}")
                 row = row | {"inputs": row["inputs"] + proposed}
             if not row["inputs"]:
-                raise DataError(f"line {row['line']} (id {row['id']}): no test inputs (field 'inputs' is empty and "
-                                "no validate.generator gave any)")
+                raise DataError(f"{row['where']}: no test inputs (field 'inputs' is empty and no validate.generator "
+                                "gave any)")
             outputs = solution_outputs(client, row, limits, pool)
             out.append((row, agree(outputs, cfg.test_agreement, cfg.problem_pass, cfg.min_valid_tests)))
     return out
