@@ -65,9 +65,10 @@ def write_report(out: Path, summary: dict, settings: dict, seconds: dict[str, fl
              ylabel="prompts", title="difficulty of measured prompts")
     left.tick_params(axis="x", labelrotation=45)
     left.legend()
-    subjects = summary["kept_by"]["subject"]
-    right.barh(list(subjects), list(subjects.values()), color="tab:green")
-    right.set(xlabel="kept prompts", title="kept prompts by subject")
+    tag = "subject" if len(summary["input_by"]["subject"]) > 1 else "level"  # one subject: show the levels
+    counts = summary["kept_by"][tag]
+    right.barh([str(k) for k in counts], list(counts.values()), color="tab:green")
+    right.set(xlabel="kept prompts", ylabel=tag, title=f"kept prompts by {tag}")
     fig.tight_layout()
     fig.savefig(out / "pass_rate_histogram.png", dpi=120)
     plt.close(fig)
