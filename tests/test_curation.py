@@ -119,6 +119,7 @@ def test_curate_resumes_and_recurates_without_sampling_again(tmp_path):
     (tmp_path / "difficulty.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])  # killed mid-write
     summary, engine, guesser = _curate(tmp_path, ["curate.max_pass_rate=0.55"])
     assert len(engine.asked) == 2 * 10 and len(guesser.asked) == 0  # 2 rows were complete, the rest resampled
+    assert summary["sampled"] == {"pass_rate": 2, "answer_only": 0}
     assert summary["dropped"] == {"multiple_choice": 1, "too_easy": 2, "answer_guessed": 1}
     with pytest.raises(ConfigError, match="measured with other settings.*samples: 10 -> 4"):
         _curate(tmp_path, ["curate.samples=4"])

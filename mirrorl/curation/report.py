@@ -40,13 +40,15 @@ def summarize(records: list[dict], samples: int) -> dict:
             "kept_by": {name: f(kept) for name, f in by.items()}, "input_by": {name: f(records) for name, f in by.items()}}
 
 
-def write_report(out: Path, summary: dict, settings: dict, seconds: dict[str, float], examples: list[dict]) -> Path:
+def write_report(out: Path, summary: dict, settings: dict, seconds: dict[str, float], sampled: dict[str, int],
+                 examples: list[dict]) -> Path:
     """Write report.json, report.md and pass_rate_histogram.png into `out`; return the markdown's path.
 
     Args:
         summary: from `summarize`.
         settings: the measurement settings (model, samples, temperature, thresholds).
-        seconds: wall seconds per stage.
+        seconds: wall seconds per stage in this run.
+        sampled: prompts sampled per stage in this run (the others were read back from an earlier run).
         examples: a few dropped rows ``{"id", "reason", "pass_rate", "prompt"}`` to show.
     """
     import matplotlib
@@ -54,7 +56,7 @@ def write_report(out: Path, summary: dict, settings: dict, seconds: dict[str, fl
     import matplotlib.pyplot as plt
 
     (out / "report.json").write_text(json.dumps({"summary": summary, "settings": settings, "seconds": seconds,
-                                                 "dropped_examples": examples}, indent=2))
+                                                 "sampled": sampled, "dropped_examples": examples}, indent=2))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     labels = list(summary["pass_rate_histogram"])
     kept = [summary["pass_rate_histogram"][k]["kept"] for k in labels]
@@ -92,7 +94,8 @@ def write_report(out: Path, summary: dict, settings: dict, seconds: dict[str, fl
         values = summary["input_by"][name]
         lines += _table((name, "input", "kept"), [(v, n, summary["kept_by"][name].get(v, 0)) for v, n in values.items()])
         lines.append("")
-    lines += ["## Time", ""] + _table(("stage", "seconds"), [(k, f"{v:.1f}") for k, v in seconds.items()])
+    lines += ["## Time (this run)", ""] + _table(("stage", "prompts sampled", "seconds"),
+                                                  [(k, sampled[k], f"{v:.1f}") for k, v in seconds.items()])
     if examples:
         lines += ["", "## Examples of dropped prompts", ""]
         lines += _table(("id", "reason", "pass rate", "prompt"),

@@ -87,9 +87,12 @@ def _read_done(path: Path) -> dict[str, list[bool]]:
 
 
 def measure(path: Path, problems: list[Problem], chunk: int, judge: Callable[[list[Problem]], list[list[bool]]],
-            desc: str) -> dict[str, list[bool]]:
+            desc: str) -> tuple[dict[str, list[bool]], int]:
     """Judge every problem not yet in `path`, `chunk` prompts per call of `judge`, appending each result row
-    (``{"id", "correct": [bool, ...]}``) as soon as its chunk is done; returns id -> flags for all `problems`."""
+    (``{"id", "correct": [bool, ...]}``) as soon as its chunk is done.
+
+    Returns: id -> flags for all `problems`, and how many of them were judged in this call (not read back).
+    """
     done = _read_done(path)
     todo = [p for p in problems if p.id not in done]
     with open(path, "a") as f, tqdm(total=len(problems), initial=len(problems) - len(todo), desc=desc,
@@ -101,7 +104,7 @@ def measure(path: Path, problems: list[Problem], chunk: int, judge: Callable[[li
             f.flush()
             done.update((p.id, flags) for p, flags in zip(part, results))
             bar.update(len(part))
-    return {p.id: done[p.id] for p in problems}
+    return {p.id: done[p.id] for p in problems}, len(todo)
 
 
 def load_models(cfg: Config) -> tuple[tuple, tuple | None]:
@@ -122,7 +125,8 @@ def curate(cfg: Config, problems: list[Problem], out: str | Path, policy: tuple,
     Args:
         policy: (engine, tokenizer, model name) that measures pass rates (`load_models`).
         guesser: the same for the answer-only guesses; None = `policy`.
-    Returns: the report summary (`report.summarize`) with ``"seconds"`` per stage.
+    Returns: the report summary (`report.summarize`) with ``"seconds"`` and ``"sampled"`` (prompts sampled in this
+        call, not read back from an earlier run) per stage.
     Raises: DataError when two problems share an id; ConfigError when `out` holds samples measured with other
         settings; mirrorl.sandbox.client.SandboxError when code problems cannot reach a sandbox.
     """
@@ -138,6 +142,7 @@ def curate(cfg: Config, problems: list[Problem], out: str | Path, policy: tuple,
     settings = _settings(cfg, name, guess_name)
     _check_settings(out, settings)
     seconds: dict[str, float] = {}
+    sampled: dict[str, int] = {}
     reason: dict[str, str] = {}
     for p in problems:
         kind = question_type(p)
@@ -149,7 +154,7 @@ def curate(cfg: Config, problems: list[Problem], out: str | Path, policy: tuple,
     chunk = max(1, cfg.eval.batch_size // c.samples)
     sampling = SamplingParams(c.temperature, 1.0, c.max_response_tokens)
     pool = [p for p in problems if p.id not in reason]
-    flags = measure(out / "difficulty.jsonl", pool, chunk, lambda part: sample_correct(
+    flags, sampled["pass_rate"] = measure(out / "difficulty.jsonl", pool, chunk, lambda part: sample_correct(
         engine, tokenizer, part, c.samples, sampling, cfg.model.chat_template, cfg.task.instruction), "pass rate")
     rate = {i: sum(f) / len(f) for i, f in flags.items()}
     reason.update((p.id, "too_easy") for p in pool if rate[p.id] > c.max_pass_rate)
@@ -160,7 +165,7 @@ def curate(cfg: Config, problems: list[Problem], out: str | Path, policy: tuple,
     if c.guess_samples and suspects:
         start = time.monotonic()
         guess = SamplingParams(c.guess_temperature, 1.0, c.guess_max_tokens)
-        guessed = measure(out / "guess.jsonl", suspects, max(1, cfg.eval.batch_size // c.guess_samples),
+        guessed, sampled["answer_only"] = measure(out / "guess.jsonl", suspects, max(1, cfg.eval.batch_size // c.guess_samples),
                           lambda part: sample_correct(guess_engine, guess_tokenizer, part, c.guess_samples, guess,
                                                       cfg.model.chat_template, c.guess_instruction, c.guess_prefix,
                                                       require_stop=False), "answer-only")
@@ -182,5 +187,5 @@ def curate(cfg: Config, problems: list[Problem], out: str | Path, policy: tuple,
     (out / "dropped.jsonl").write_text("".join(json.dumps(row) + "\n" for row in dropped))
     summary = summarize(records, c.samples)
     examples = [next(d for d in dropped if d["reason"] == why) for why in summary["dropped"]]
-    write_report(out, summary, settings, seconds, examples)
-    return summary | {"seconds": seconds}
+    write_report(out, summary, settings, seconds, sampled, examples)
+    return summary | {"seconds": seconds, "sampled": sampled}
