@@ -288,6 +288,10 @@ def _validate(cfg: Config, source: str) -> None:
         if cfg.rl.reward_fn:
             raise ConfigError(f"{source}: rl.reward_fn replaces the task reward; it cannot be combined with "
                               f"rl.reward={cfg.rl.reward}")
+        reasons = ("not_equal", "no_answer", "parse_error", "timeout")
+        if not set(cfg.judge.undecided_reasons) <= set(reasons):
+            raise ConfigError(f"{source}: judge.undecided_reasons must be drawn from the rule verdicts {reasons}, "
+                              f"got {cfg.judge.undecided_reasons}")
         needed = ("url", "model") if cfg.judge.backend == "http" else ("model",)
         missing = [f"judge.{k}" for k in needed if not getattr(cfg.judge, k)]
         if missing:

@@ -144,6 +144,9 @@ def test_config_needs_a_judge_and_excludes_reward_fn():
         load_config(None, ["rl.reward=judge"])
     with pytest.raises(ConfigError, match="needs judge.model"):
         load_config(None, ["rl.reward=rules_then_judge", "judge.backend=hf"])
+    with pytest.raises(ConfigError, match="judge.undecided_reasons must be drawn from"):
+        load_config(None, ["rl.reward=rules_then_judge", "judge.url=http://x", "judge.model=m",
+                           "judge.undecided_reasons=[equal]"])
     with pytest.raises(ConfigError, match="cannot be combined"):
         load_config(None, ["rl.reward=judge", "judge.url=http://x", "judge.model=m", "rl.reward_fn=a:b"])
 
