@@ -39,6 +39,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mirrorl.config import ValidateConfig
+from mirrorl.rewards.custom import load_callable
+from mirrorl.sandbox.client import SandboxClient, local_service
 from mirrorl.sandbox.compare import normalized_lines
 from mirrorl.sandbox.verdicts import Verdict
 from mirrorl.tasks.problem import DataError, Problem, read_jsonl, write_jsonl
@@ -235,8 +237,6 @@ def validate_file(path: str | Path, out_dir: str | Path, cfg: ValidateConfig, se
 
     Returns: the summary (problems, kept, tests, valid_tests).
     """
-    from mirrorl.rewards.custom import load_callable
-    from mirrorl.sandbox.client import SandboxClient, local_service
     rows = read_rows(path)
     generator = load_callable(cfg.generator, "validate.generator") if cfg.generator else None
     with contextlib.ExitStack() as stack:

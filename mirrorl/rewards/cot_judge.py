@@ -35,8 +35,12 @@ from pathlib import Path
 
 import httpx
 
+from mirrorl.eval.evaluate import encode_prompt
+from mirrorl.models.loading import load_policy
 from mirrorl.rewards import score
 from mirrorl.rewards.math import Verdict
+from mirrorl.rollout.engine import SamplingParams
+from mirrorl.rollout.hf import HFEngine
 from mirrorl.tasks.problem import Problem
 
 PROMPT = """You are grading a response to a math question. Decide whether the final answer of the response is \
@@ -151,8 +155,6 @@ class HFJudge:
         self.temperature, self.max_tokens, self.chat_template = temperature, max_tokens, chat_template
 
     def complete(self, prompts: list[str]) -> list[str]:
-        from mirrorl.eval.evaluate import encode_prompt
-        from mirrorl.rollout.engine import SamplingParams
         ids = [encode_prompt(self.tokenizer, p, self.chat_template) for p in prompts]
         segments = self.engine.generate(ids, SamplingParams(self.temperature, 1.0, self.max_tokens))
         return [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in segments]
@@ -271,8 +273,6 @@ def make_judged_rewards(cfg, run_dir: str | Path) -> JudgedRewards | None:
         backend = HTTPJudge(j.url, j.model, os.environ.get(j.api_key_env, "") if j.api_key_env else "",
                             j.temperature, j.max_tokens, j.timeout_s, j.concurrency)
     else:
-        from mirrorl.models.loading import load_policy
-        from mirrorl.rollout.hf import HFEngine
         model, tokenizer = load_policy(j.model, device=cfg.run.device)
         backend = HFJudge(HFEngine.from_config(model, tokenizer, cfg), tokenizer, j.model, j.temperature,
                           j.max_tokens, j.chat_template)
