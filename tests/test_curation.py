@@ -138,3 +138,11 @@ def test_curate_cli_with_the_tiny_model(tmp_path, tiny_model_dir):
     assert main(argv) == 0  # resumed: nothing left to sample
     assert (tmp_path / "c" / "difficulty.jsonl").read_text().splitlines() == rows
     assert main(argv[:-1] + ["--limit", "0"]) == 2
+
+
+def test_curate_without_data_takes_the_generated_pool(tmp_path, tiny_model_dir):
+    assert main(["curate", "--model", str(tiny_model_dir), "--limit", "3", "--out", str(tmp_path), "curate.samples=2",
+                 "curate.guess_samples=0", "curate.max_response_tokens=4", "run.threads=1"]) == 0
+    curated = load_problems(tmp_path / "curated.jsonl")
+    assert len(curated) == 3 and all(p.id.startswith("arith-") and p.meta["tags"]["subject"] == "arithmetic"
+                                     for p in curated)
