@@ -1,4 +1,4 @@
-"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, tiny-model, verify and sandbox.
+"""The `mirrorl` command: demo, sft, rl, eval, merge, long2short, curate, tiny-model, verify and sandbox.
 
 Every command takes `--config FILE.yaml` plus `section.key=value` overrides; its --help lists every
 option with its default. Shortcuts such as `--model DIR` and `--data FILE` set the matching keys.
@@ -19,7 +19,7 @@ COMMANDS = {
     "sft": ("Supervised fine-tuning (long-CoT warm-up) with dev-set early stopping.",
             ("run", "model", "task", "sft", "eval")),
     "rl": ("RL with the k1.5 online mirror-descent loss; --resume RUN_DIR continues a stopped run.",
-           ("run", "model", "task", "rl", "eval")),
+           ("run", "model", "task", "rl", "eval", "judge")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
     "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",
@@ -27,6 +27,13 @@ COMMANDS = {
     "long2short": ("From a long-CoT model: merge, shortest rejection sampling + SFT and DPO, then accuracy against "
                    "tokens for all of them on the same held-out prompts (report 2.4).",
                    ("run", "model", "task", "sft", "eval", "long2short", "dpo")),
+    "curate": ("Curate an RL prompt set (report 2.1): drop guessable and uncheckable question types, measure each "
+               "prompt's pass rate over curate.samples samples, drop too easy and answer-only-guessable prompts, tag "
+               "the rest; writes curated.jsonl and report.md/json/png to --out (resumable).",
+               ("run", "model", "task", "eval", "curate")),
+    "validate-tests": ("Validate code test cases (report 2.3.5): run every reference solution on every candidate input "
+                       "in the sandbox; keep tests most solutions agree on and problems most solutions pass.",
+                       ("validate",)),
     "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
 }
 
@@ -37,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, (text, sections) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="options (set in --config YAML or as section.key=value):\n" + describe(sections))
+        if name == "validate-tests":
+            p.add_argument("input", metavar="IN.jsonl", help="rows {id, prompt, solutions, inputs, mode, setup} "
+                           "(see mirrorl/curation/code_tests.py)")
+            p.add_argument("--server", metavar="URL", help="a running sandbox service (default: start one on loopback)")
+            p.add_argument("--unsafe", action="store_true",
+                           help="let the local service start below the minimum isolation")
         if name == "merge":
             p.add_argument("model_a", metavar="A", help="first model folder (its config and tokenizer are copied)")
             p.add_argument("model_b", metavar="B", help="second model folder, same architecture")
@@ -44,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
         p.add_argument("--config", help="YAML recipe (see configs/); overrides apply on top")
         p.add_argument("--out", help="run folder (sets run.out_dir)")
-        if name in ("sft", "rl", "eval", "long2short"):
+        if name in ("sft", "rl", "eval", "long2short", "curate"):
             p.add_argument("--data", help="jsonl of prompts (GSM8K, MATH, Countdown or mirrorl format; sets task.data)")
-        if name in ("sft", "rl", "long2short"):
+        if name in ("sft", "rl", "long2short", "curate"):
             p.add_argument("--model", help="Hugging Face model folder to start from (sets model.path)")
         if name == "long2short":
             p.add_argument("--short-model", help="the merge partner, same architecture (default with --run: "
@@ -57,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--sft-data", help="jsonl with prompt/response rows (sets sft.data)")
         if name == "eval":
             p.add_argument("--model", nargs="+", help="one or more model folders to evaluate")
+        if name == "curate":
+            p.add_argument("--limit", type=int, help="curate only the first N prompts (default: all; without --data "
+                           "the generated RL pool of task.rl_prompts)")
         if name == "rl":
             p.add_argument("--resume", metavar="RUN_DIR",
                            help="continue a stopped run from its last checkpoint, with its saved config")
@@ -112,13 +128,21 @@ def _load(args) -> "Config":  # noqa: F821
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may follow options given after a positional input
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     if args.command == "sandbox":
         return _sandbox(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "validate-tests":
+        return _validate_tests(args)
     from mirrorl.long2short.merge import MergeError
     from mirrorl.models.loading import ModelLoadError
+    from mirrorl.rewards.cot_judge import JudgeError
     from mirrorl.sft import TrainingError
     from mirrorl.tasks.problem import DataError
     try:
@@ -137,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.run.out_dir == "runs/demo" and args.command != "demo":
                 cfg.run.out_dir = f"runs/{args.command}"  # keep other commands out of the demo's folder
         return _run(args, cfg)
-    except (ConfigError, DataError, MergeError, ModelLoadError, TrainingError, ValueError, OSError) as err:
+    except (ConfigError, DataError, MergeError, ModelLoadError, TrainingError, JudgeError, ValueError,
+            OSError) as err:
         print(f"mirrorl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -157,6 +182,23 @@ def _verify(args) -> int:
     reasons = ", ".join(f"{name} {count}" for name, count in sorted(summary["reasons"].items()))
     print(f"{summary['rows']} rows: {summary['equal']} equal ({summary['accuracy']:.1%}); {reasons}"
           + (f"; rows written to {args.out}" if args.out else ""), file=sys.stdout if args.out else sys.stderr)
+    return 0
+
+
+def _validate_tests(args) -> int:
+    from mirrorl.curation.code_tests import validate_file
+    from mirrorl.sandbox.client import SandboxError
+    from mirrorl.sandbox.service import SandboxUnavailable
+    from mirrorl.tasks.problem import DataError
+    try:
+        cfg = _load(args)
+        out = args.out or "runs/validate-tests"
+        summary = validate_file(args.input, out, cfg.validate, args.server, args.unsafe)
+    except (ConfigError, DataError, SandboxError, SandboxUnavailable, OSError) as err:
+        print(f"mirrorl validate-tests: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{summary['problems']} problems: {summary['kept']} kept; {summary['valid_tests']} of {summary['tests']} "
+          f"tests valid; {Path(out) / 'validated.jsonl'}, details in {Path(out) / 'validation.jsonl'}")
     return 0
 
 
@@ -214,6 +256,8 @@ def _run(args, cfg) -> int:
         _eval(args, cfg)
     elif args.command == "long2short":
         _long2short(args, cfg)
+    elif args.command == "curate":
+        _curate(args, cfg)
     elif args.command == "merge":
         from mirrorl.long2short.merge import merge_models
         out = merge_models(args.model_a, args.model_b, cfg.run.out_dir, args.weight)
@@ -262,6 +306,25 @@ def _eval(args, cfg) -> None:
     (out / "eval.json").write_text(json.dumps({"heldout_size": len(heldout), "models": rows}, indent=2))
     _, table = write_token_efficiency(out, rows, len(heldout))
     print(f"results in {out / 'eval.json'}; accuracy against tokens in {table} and token_efficiency.png")
+
+
+def _curate(args, cfg) -> None:
+    from mirrorl.curation.run import curate, load_models
+    from mirrorl.tasks.datasets import build_datasets
+    from mirrorl.tasks.jsonl import load_problems
+    if not cfg.model.path:
+        raise ConfigError("curate: give the model that measures pass rates with --model DIR (or model.path=...)")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"curate: --limit must be >= 1, got {args.limit}")
+    if cfg.task.data:
+        problems = load_problems(cfg.task.data, args.limit)
+    else:
+        problems = build_datasets(cfg.task, cfg.run.seed).rl[:args.limit]
+    summary = curate(cfg, problems, cfg.run.out_dir, *load_models(cfg))
+    out = Path(cfg.run.out_dir)
+    dropped = ", ".join(f"{why} {n}" for why, n in summary["dropped"].items()) or "none"
+    print(f"{summary['prompts']} prompts, {summary['kept']} kept (dropped: {dropped}) in "
+          f"{sum(summary['seconds'].values()):.0f} s; {out / 'curated.jsonl'}, report in {out / 'report.md'}")
 
 
 def _long2short(args, cfg) -> None:

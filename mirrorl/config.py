@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mirrorl.curation.filters import TYPES as QUESTION_TYPES
+
 
 def opt(default, help: str):
     """A dataclass field with a default and a one-line help text (units in the text or the name)."""
@@ -92,6 +94,9 @@ class RLConfig:
                                        "empty = prompts with s_i <= curriculum_hard_success at the switch")
     curriculum_hard_success: float = opt(0.5, "curriculum without hard levels: success estimate at or below which a "
                                          "prompt is hard")
+    reward: str = opt("rules", "task reward (report sections 2.3.1, 2.3.5): rules (rule-based verifier), judge (math "
+                      "responses judged by the chain-of-thought reward model, judge.*) or rules_then_judge (the judge "
+                      "only where the rules cannot decide, judge.undecided_reasons)")
     reward_fn: str = opt("", "user reward function 'module:function' with TRL's signature f(prompts, completions, "
                          "**columns) -> list[float], used instead of the verifier's 0/1 reward (empty = verifier)")
     optimizer: str = opt("adamw", "adamw, or sgd (plain gradient steps: no per-parameter normalisation, so "
@@ -157,6 +162,56 @@ class DPOConfig:
 
 
 @dataclass
+class CurateConfig:
+    samples: int = opt(10, "responses per prompt whose share of correct ones is its pass rate (report section 2.1: 10)")
+    temperature: float = opt(1.0, "sampling temperature for the pass rate (the report's 'relatively high', value not given)")
+    max_response_tokens: int = opt(224, "longest response in tokens; a cut response counts as wrong, as in RL")
+    max_pass_rate: float = opt(0.9, "drop prompts whose pass rate is above this (too easy); 1 = keep all")
+    drop_types: list = opt(["multiple_choice", "true_false", "proof"], "question types dropped by rule (guessable or "
+                           "not checkable; mirrorl/curation/filters.py)")
+    guess_samples: int = opt(8, "answer-only tries per prompt: a math prompt answered right in any of them without "
+                             "reasoning is dropped (report: N = 8); 0 = skip this test")
+    guess_model: str = opt("", "model folder that guesses the answers (empty = the --model that measures pass rates)")
+    guess_prefix: str = opt("\\boxed{", "the guessed response starts with this text, so the model writes the answer "
+                            "right away (works for base models too)")
+    guess_instruction: str = opt("", "text appended to the prompt when asking for the answer alone, e.g. ' Give only the "
+                                 "final answer.'")
+    guess_max_tokens: int = opt(16, "tokens the model may write after guess_prefix")
+    guess_temperature: float = opt(1.0, "sampling temperature of the guesses")
+
+
+@dataclass
+class ValidateConfig:
+    test_agreement: float = opt(0.7, "keep a test when at least this fraction of the solutions agree on its output "
+                                "(report section 2.3.5: 7 of 10); in (0.5, 1]")
+    problem_pass: float = opt(0.9, "keep a problem when at least this fraction of the solutions pass every kept test "
+                              "(report: 9 of 10)")
+    min_valid_tests: int = opt(1, "fewest kept tests a kept problem has (the report's generators gave >= 40 of 50)")
+    generator: str = opt("", "test-input generator 'module:function', called as f(row, n) -> list[str]; its inputs "
+                         "join the row's own (empty = the row's inputs only)")
+    generated_inputs: int = opt(50, "n passed to the generator (report: 50 test cases per problem)")
+    time_limit_s: float = opt(5.0, "CPU seconds per run of one solution on one input (wall clock: twice that)")
+    concurrency: int = opt(8, "sandbox requests in flight")
+
+
+@dataclass
+class JudgeConfig:
+    backend: str = opt("http", "http (an OpenAI-compatible /v1/chat/completions endpoint) or hf (a local model folder)")
+    url: str = opt("", "http: the endpoint's root, e.g. http://127.0.0.1:8000")
+    model: str = opt("", "http: the model name sent with each request; hf: the judge model's folder")
+    api_key_env: str = opt("MIRRORL_JUDGE_API_KEY", "http: environment variable holding the API key (unset = none)")
+    temperature: float = opt(0.0, "sampling temperature of the judge's reasoning (0 = greedy)")
+    max_tokens: int = opt(1024, "longest judge reply in tokens (reasoning + JSON verdict)")
+    timeout_s: float = opt(120.0, "http: seconds per request (retried 3 times on errors)")
+    concurrency: int = opt(8, "http: requests in flight")
+    chat_template: bool = opt(False, "hf: wrap the judge prompt in the judge tokenizer's chat template")
+    cache: str = opt("", "jsonl cache of verdicts (keyed by SHA-256 of judge name + prompt); empty = "
+                     "RUN_DIR/judge_cache.jsonl")
+    undecided_reasons: list = opt(["parse_error", "timeout"], "rules_then_judge: rule verdicts the judge re-decides "
+                                  "(add not_equal to let it overturn the rules' negatives)")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -171,6 +226,9 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -180,7 +238,8 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd")}
+            "rl.optimizer": ("adamw", "sgd"), "rl.reward": ("rules", "judge", "rules_then_judge"),
+            "judge.backend": ("http", "hf")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -189,15 +248,20 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads", "long2short.prompts",
              "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
-             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size")
+             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "curate.samples",
+             "curate.max_response_tokens", "curate.guess_max_tokens", "validate.problem_pass",
+             "validate.generated_inputs", "validate.time_limit_s", "validate.concurrency", "judge.max_tokens",
+             "judge.timeout_s", "judge.concurrency")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
-                 "long2short.merge_weight")
+                 "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
+                 "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
-                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight")
+                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate",
+                "validate.test_agreement", "validate.problem_pass")
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -220,6 +284,25 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: {key} must be <= 1, got {getattr(getattr(cfg, section), name)!r}")
     if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
+    if cfg.rl.reward != "rules":
+        if cfg.rl.reward_fn:
+            raise ConfigError(f"{source}: rl.reward_fn replaces the task reward; it cannot be combined with "
+                              f"rl.reward={cfg.rl.reward}")
+        reasons = ("not_equal", "no_answer", "parse_error", "timeout")
+        if not set(cfg.judge.undecided_reasons) <= set(reasons):
+            raise ConfigError(f"{source}: judge.undecided_reasons must be drawn from the rule verdicts {reasons}, "
+                              f"got {cfg.judge.undecided_reasons}")
+        needed = ("url", "model") if cfg.judge.backend == "http" else ("model",)
+        missing = [f"judge.{k}" for k in needed if not getattr(cfg.judge, k)]
+        if missing:
+            raise ConfigError(f"{source}: rl.reward={cfg.rl.reward} with judge.backend={cfg.judge.backend} needs "
+                              f"{' and '.join(missing)}")
+    if not cfg.validate.test_agreement > 0.5:
+        raise ConfigError(f"{source}: validate.test_agreement must be > 0.5 (a unique majority), "
+                          f"got {cfg.validate.test_agreement!r}")
+    if not set(cfg.curate.drop_types) <= set(QUESTION_TYPES):
+        raise ConfigError(f"{source}: curate.drop_types must be a list drawn from {QUESTION_TYPES}, "
+                          f"got {cfg.curate.drop_types}")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
     if cfg.rl.repeat_window_tokens and not 1 <= cfg.rl.repeat_max_period_tokens <= cfg.rl.repeat_window_tokens // 2:

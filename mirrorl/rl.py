@@ -13,7 +13,7 @@ responses have finished, so an iteration trains on the groups that finished in i
 group finishes in its iteration, as in the picture above. `rl.loss` swaps the advantage and loss
 functions for a baseline (GRPO, RLOO, ReST); see `LOSSES`. `rl.sampler`, `rl.length_penalty_*` and
 `rl.repeat_*` select the report's sampling strategies (2.3.4), length penalty (2.3.3) and repeat
-detection (2.6.2).
+detection (2.6.2); `rl.reward` adds the chain-of-thought reward model (2.3.5, `judge.*`).
 
 Every phase is timed. Checkpoints (HF weights + optimizer, sampler, replay buffer, RNG and counters)
 are written atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a
@@ -37,6 +37,7 @@ from mirrorl.eval.evaluate import encode_prompt, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
 from mirrorl.models.loading import load_policy
 from mirrorl.rewards import score
+from mirrorl.rewards.cot_judge import make_judged_rewards
 from mirrorl.rewards.custom import custom_rewards, load_reward_fn
 from mirrorl.rollout.engine import SamplingParams
 from mirrorl.rollout.hf import HFEngine
@@ -58,7 +59,7 @@ LOSSES = {
 }
 
 
-def score_finished(groups: list[Group], pool: list[Problem], tokenizer, reward_fn=None) -> None:
+def score_finished(groups: list[Group], pool: list[Problem], tokenizer, reward_fn=None, judged=None) -> None:
     """Give every finished, not yet scored response its task reward, in place: once, when it finishes,
     from the whole response (every segment). A response cut at the length limit ("truncated") or
     stopped in a loop ("repeat") scores 0: it has no final answer.
@@ -66,6 +67,8 @@ def score_finished(groups: list[Group], pool: list[Problem], tokenizer, reward_f
     Args:
         groups: response groups; `pool[group.prompt_index]` is the problem they answer.
         reward_fn: a user reward function (`mirrorl.rewards.custom`) used instead of `score`, or None.
+        judged: a `mirrorl.rewards.cot_judge.JudgedRewards` (``rl.reward`` judge or rules_then_judge) that
+            scores the batch instead of `score`, or None.
     """
     pending = []
     for group in groups:
@@ -81,8 +84,11 @@ def score_finished(groups: list[Group], pool: list[Problem], tokenizer, reward_f
         for (t, _, _), reward in zip(pending, rewards):
             t.reward, t.verdict = reward, "custom"
         return
-    for t, problem, text in pending:
-        verdict = score(problem, text)
+    if judged is not None:
+        verdicts = judged([p for _, p, _ in pending], [text for _, _, text in pending]) if pending else []
+    else:
+        verdicts = [score(problem, text) for _, problem, text in pending]
+    for (t, _, _), verdict in zip(pending, verdicts):
         t.reward, t.verdict = float(verdict.correct), verdict.reason
 
 
@@ -239,12 +245,13 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
                           "or choose another --out")
     reward_fn = load_reward_fn(cfg.rl.reward_fn) if cfg.rl.reward_fn else None  # fail before any work
     run_dir.mkdir(parents=True, exist_ok=True)
+    judged = make_judged_rewards(cfg, run_dir)
     save_config(cfg, run_dir / "config.yaml")
     checkpoint = latest_checkpoint(run_dir) if resume else None
     model, tokenizer = load_policy(checkpoint or cfg.model.path, device=cfg.run.device)
     optimizer = (torch.optim.AdamW if cfg.rl.optimizer == "adamw" else torch.optim.SGD)(
         model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
-    sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed)
+    sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed, [p.pass_rate for p in data.rl])
     buffer = ReplayBuffer()
     engine = HFEngine.from_config(model, tokenizer, cfg)
     logger = MetricsLogger(run_dir, "rl")
@@ -289,7 +296,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         with timer("rollout"):
             generated = extend_rollouts(engine, buffer.trajectories(), sampling, budget, cfg.rl.max_response_tokens)
         with timer("reward"):
-            score_finished(buffer.groups, data.rl, tokenizer, reward_fn)
+            score_finished(buffer.groups, data.rl, tokenizer, reward_fn, judged)
             groups = buffer.pop_finished()  # all k responses finished: ready for advantages
             trajectories = [t for g in groups for t in g.trajectories]
             problems = [data.rl[g.prompt_index] for g in groups for _ in range(k)]
@@ -317,6 +324,7 @@ def train_rl(cfg: Config, data: Datasets, run_dir: str | Path, resume: bool = Fa
         phases = timer.pop()
         train_seconds += sum(phases.values())
         metrics = (rollout_metrics(trajectories, problems, len(keep)) | shaping | stats | phases
+                   | (judged.judge.pop_stats() if judged else {})
                    | {"lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
                       "rollout_tokens": generated, "buffer_groups": len(buffer),
                       "rollout_tokens_per_s": generated / phases["time/rollout_s"]})

@@ -4,7 +4,9 @@ checkpointed for resume.
 Every sampler has `sample(n, iteration) -> prompt indices`, `update(prompt_indices, success_rates)`
 (each prompt's share of correct responses in the group just scored) and `state_dict` /
 `load_state_dict`. `make_sampler` picks one from `rl.sampler`. Prioritized and curriculum sampling
-are alternatives here; the report does not say how it combines them.
+are alternatives here; the report does not say how it combines them. Both start each prompt's success
+estimate s_i from its curated pass rate (`Problem.pass_rate`, written by `mirrorl curate`, report
+section 2.1) when the data has one, else from `rl.success_initial`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,19 @@ from mirrorl.config import RLConfig
 def _set_rng(rng: random.Random, state) -> None:
     version, internal, gauss = state
     rng.setstate((version, tuple(internal), gauss))
+
+
+def initial_rates(num_prompts: int, initial_success: float, prior: list[float | None] | None = None) -> list[float]:
+    """s_i before prompt i is first scored: `prior[i]` (a measured pass rate in [0, 1]) where given and not
+    None, else `initial_success`.
+
+    Raises: ValueError when `prior` does not have one entry per prompt.
+    """
+    if prior is None:
+        return [initial_success] * num_prompts
+    if len(prior) != num_prompts:
+        raise ValueError(f"{len(prior)} prior success rates for {num_prompts} prompts")
+    return [initial_success if p is None else float(p) for p in prior]
 
 
 def update_success_rates(rates: list[float], prompt_indices: list[int], observed: list[float], ema: float) -> None:
@@ -88,14 +103,15 @@ class PrioritizedSampler:
         initial_success: s_i before prompt i is first scored, in [0, 1].
         ema: weight of each new observation in s_i, in (0, 1].
         floor: smallest weight, in (0, 1].
+        prior: per prompt, a measured pass rate that replaces `initial_success` (None = not measured).
     """
 
     def __init__(self, num_prompts: int, seed: int, initial_success: float = 0.5, ema: float = 0.5,
-                 floor: float = 0.05):
+                 floor: float = 0.05, prior: list[float | None] | None = None):
         if num_prompts <= 0:
             raise ValueError("the prompt pool is empty")
         self.rng = random.Random(seed)
-        self.success = [initial_success] * num_prompts
+        self.success = initial_rates(num_prompts, initial_success, prior)
         self.ema, self.floor = ema, floor
 
     def weights(self) -> list[float]:
@@ -129,7 +145,7 @@ class CurriculumSampler:
 
     The hard pool is fixed at the switch: prompts whose `level` is in `hard_levels` when that list is
     given, otherwise prompts whose measured success rate s_i (tracked as in `PrioritizedSampler`;
-    prompts never drawn keep `initial_success`) is at most `hard_success`. If no prompt qualifies by
+    prompts never drawn keep their `prior` pass rate or `initial_success`) is at most `hard_success`. If no prompt qualifies by
     measured rate, the whole pool stays in use.
 
     Args:
@@ -138,17 +154,19 @@ class CurriculumSampler:
         switch_iteration: first 0-based iteration that draws hard prompts only.
         hard_levels: levels that count as hard; empty = judge by measured success rate.
         hard_success, initial_success, ema: see above; rates in [0, 1], ema in (0, 1].
+        prior: per prompt, a measured pass rate that replaces `initial_success` (None = not measured).
     Raises: ValueError if `hard_levels` is given and no prompt has one of them.
     """
 
     def __init__(self, levels: list[int], seed: int, switch_iteration: int, hard_levels: list[int] = (),
-                 hard_success: float = 0.5, initial_success: float = 0.5, ema: float = 0.5):
+                 hard_success: float = 0.5, initial_success: float = 0.5, ema: float = 0.5,
+                 prior: list[float | None] | None = None):
         self.levels, self.switch_iteration, self.hard_levels = list(levels), switch_iteration, list(hard_levels)
         if self.hard_levels and not any(level in self.hard_levels for level in self.levels):
             raise ValueError(f"curriculum: no prompt has a hard level {self.hard_levels} "
                              f"(levels present: {sorted(set(self.levels))})")
         self.hard_success, self.ema, self.seed = hard_success, ema, seed
-        self.success = [initial_success] * len(self.levels)
+        self.success = initial_rates(len(self.levels), initial_success, prior)
         self.warmup = UniformSampler(len(self.levels), seed)
         self.hard: list[int] | None = None  # the hard pool, fixed at the switch
         self.hard_sampler: UniformSampler | None = None  # uniform over positions in `hard`
@@ -185,14 +203,17 @@ class CurriculumSampler:
         self.success = list(state["success"])
 
 
-def make_sampler(cfg: RLConfig, levels: list[int], seed: int):
-    """The sampler named by `cfg.sampler` over prompts with the given difficulty levels (0 = unknown).
+def make_sampler(cfg: RLConfig, levels: list[int], seed: int, pass_rates: list[float | None] | None = None):
+    """The sampler named by `cfg.sampler` over prompts with the given difficulty levels (0 = unknown) and
+    curated pass rates (None entries = not measured; see `initial_rates`).
 
-    Raises: ValueError from `CurriculumSampler` when no prompt has one of `cfg.curriculum_hard_levels`.
+    Raises: ValueError from `CurriculumSampler` when no prompt has one of `cfg.curriculum_hard_levels`,
+        or when `pass_rates` is not one entry per prompt.
     """
     if cfg.sampler == "prioritized":
-        return PrioritizedSampler(len(levels), seed, cfg.success_initial, cfg.success_ema, cfg.priority_floor)
+        return PrioritizedSampler(len(levels), seed, cfg.success_initial, cfg.success_ema, cfg.priority_floor,
+                                  pass_rates)
     if cfg.sampler == "curriculum":
         return CurriculumSampler(levels, seed, cfg.curriculum_switch_iteration, cfg.curriculum_hard_levels,
-                                 cfg.curriculum_hard_success, cfg.success_initial, cfg.success_ema)
+                                 cfg.curriculum_hard_success, cfg.success_initial, cfg.success_ema, pass_rates)
     return UniformSampler(len(levels), seed)

@@ -99,3 +99,16 @@ def test_empty_and_missing_files(tmp_path):
         load_problems(tmp_path / "empty.jsonl")
     with pytest.raises(DataError, match="nope.jsonl: file not found"):
         load_problems(tmp_path / "nope.jsonl")
+
+
+@pytest.mark.parametrize("value", ['1.5', '"0.5"', 'true', '-0.1'])
+def test_bad_pass_rate_names_line_and_field(tmp_path, value):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "p", "answer": "1"}\n{"prompt": "p", "answer": "1", "pass_rate": ' + value + '}\n')
+    with pytest.raises(DataError, match=r"d.jsonl line 2: field 'pass_rate' must be a number in \[0, 1\]"):
+        load_problems(path)
+
+
+def test_math500_subject_kept_in_meta():
+    problems = load_problems(data_file("math500/test.jsonl"), limit=3)
+    assert all(isinstance(p.meta["subject"], str) and p.meta["subject"] for p in problems)

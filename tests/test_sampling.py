@@ -100,3 +100,24 @@ def test_make_sampler_from_config():
                       ("curriculum", CurriculumSampler)):
         cfg = load_config(None, [f"rl.sampler={name}", "rl.curriculum_hard_levels=[4]"])
         assert type(make_sampler(cfg.rl, LEVELS, 0)) is cls
+
+
+def test_curated_pass_rates_seed_the_success_estimates(tmp_path):
+    """`mirrorl rl --data curated.jsonl rl.sampler=curriculum`: the pass rates `mirrorl curate` wrote decide the
+    hard pool (no prompt drawn before the switch) and the prioritized weights."""
+    from mirrorl.tasks.jsonl import load_problems
+    from mirrorl.tasks.problem import Problem, write_jsonl
+    rates = [0.9, 0.1, None, 0.4, 0.6]
+    write_jsonl([Problem(f"p{i}", f"{i}+1=?", str(i + 1), pass_rate=r) for i, r in enumerate(rates)],
+                tmp_path / "curated.jsonl")
+    problems = load_problems(tmp_path / "curated.jsonl")
+    assert [p.pass_rate for p in problems] == rates
+    cfg = load_config(None, ["rl.sampler=curriculum", "rl.curriculum_switch_iteration=0",
+                             "rl.curriculum_hard_success=0.5", "rl.success_initial=0.7"])
+    sampler = make_sampler(cfg.rl, [p.level for p in problems], 0, [p.pass_rate for p in problems])
+    assert set(sampler.sample(20, 0)) == {1, 3}  # 0.1 and 0.4; the unmeasured prompt starts at 0.7
+    cfg = load_config(None, ["rl.sampler=prioritized", "rl.success_initial=0.5"])
+    sampler = make_sampler(cfg.rl, [0] * 5, 0, [p.pass_rate for p in problems])
+    assert sampler.weights() == pytest.approx([0.1, 0.9, 0.5, 0.6, 0.4])
+    with pytest.raises(ValueError, match="3 prior success rates for 5 prompts"):
+        make_sampler(cfg.rl, [0] * 5, 0, rates[:3])

@@ -19,21 +19,29 @@ from mirrorl.tasks.problem import Problem
 
 
 def load_reward_fn(path: str) -> Callable:
-    """Import ``package.module:function`` (or ``package.module.function``).
+    """Import the reward function ``package.module:function`` (or ``package.module.function``).
 
     Raises: ConfigError naming `path` when the module cannot be imported or has no such callable.
     """
+    return load_callable(path, "rl.reward_fn")
+
+
+def load_callable(path: str, key: str) -> Callable:
+    """Import ``package.module:function`` (or ``package.module.function``) named by the config key `key`.
+
+    Raises: ConfigError naming `key` and `path` when the module cannot be imported or has no such callable.
+    """
     module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
     if not module_name or not attr:
-        raise ConfigError(f"rl.reward_fn: {path!r} is not a dotted path like 'my_rewards:length_bonus'")
+        raise ConfigError(f"{key}: {path!r} is not a dotted path like 'my_module:my_function'")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except ImportError as err:
-        raise ConfigError(f"rl.reward_fn: cannot import {module_name!r}: {err}") from None
+        raise ConfigError(f"{key}: cannot import {module_name!r}: {err}") from None
     except AttributeError:
-        raise ConfigError(f"rl.reward_fn: module {module_name!r} has no {attr!r}") from None
+        raise ConfigError(f"{key}: module {module_name!r} has no {attr!r}") from None
     if not callable(fn):
-        raise ConfigError(f"rl.reward_fn: {path!r} is not callable")
+        raise ConfigError(f"{key}: {path!r} is not callable")
     return fn
 
 

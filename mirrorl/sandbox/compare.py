@@ -22,7 +22,8 @@ MODES = ("lines", "exact", "float")
 _INT_RE = re.compile(r"[+-]?\d+")
 
 
-def _lines(text: str) -> list[str]:
+def normalized_lines(text: str) -> list[str]:
+    """The lines of `text` as the ``lines`` comparison sees them: trailing whitespace and blank lines dropped."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     while lines and not lines[-1]:
         lines.pop()
@@ -49,7 +50,7 @@ def outputs_match(actual: str, expected: str, mode: str = "lines", tolerance: fl
         return actual == expected
     if mode not in MODES:
         raise ValueError(f"unknown comparison {mode!r}, expected one of {MODES}")
-    got, want = _lines(actual), _lines(expected)
+    got, want = normalized_lines(actual), normalized_lines(expected)
     if mode == "lines" or len(got) != len(want):
         return got == want
     for line_got, line_want in zip(got, want):

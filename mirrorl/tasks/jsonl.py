@@ -2,10 +2,12 @@
 
 Each row's format is detected from its keys:
 
-* mirrorl: ``id``, ``prompt``, ``answer``, optional ``kind``, ``level``, ``meta`` (what `Problem.to_json` writes);
+* mirrorl: ``id``, ``prompt``, ``answer``, optional ``kind``, ``level``, ``meta``, ``pass_rate`` (what
+  `Problem.to_json` writes);
 * GSM8K: ``question`` and ``answer``; the gold is the number after the last ``####`` of ``answer``;
 * MATH / MATH-500 / AIME: ``problem`` and ``answer``, or ``problem`` and ``solution`` whose last
-  ``\\boxed{}`` is the gold; ``level`` may be ``"Level 3"``;
+  ``\\boxed{}`` is the gold; ``level`` may be ``"Level 3"``; ``subject`` (MATH-500) or ``type`` (MATH)
+  is kept as ``meta["subject"]``;
 * Countdown: ``numbers`` (or ``nums``) and ``target``;
 * HumanEval: ``prompt``, ``test`` and ``entry_point``; MBPP: ``text`` and ``test_list`` (code problems,
   judged by running their tests in the sandbox).
@@ -87,6 +89,7 @@ def _problem(row: dict, where: str, default_id: str) -> Problem:
             kind=kind,
             level=_level(row, where),
             meta=meta,
+            pass_rate=_pass_rate(row, where),
         )
     if "numbers" in row or "nums" in row:
         key = "numbers" if "numbers" in row else "nums"
@@ -103,7 +106,9 @@ def _problem(row: dict, where: str, default_id: str) -> Problem:
             answer = last_boxed(_text(row, "solution", where))
             if answer is None:
                 raise DataError(f"{where}: field 'solution' has no complete \\boxed{{}} final answer")
-        return Problem(id=id, prompt=_text(row, "problem", where), answer=answer, level=_level(row, where))
+        subject = row.get("subject") or row.get("type")
+        return Problem(id=id, prompt=_text(row, "problem", where), answer=answer, level=_level(row, where),
+                       meta={"subject": subject} if isinstance(subject, str) and subject else {})
     if "question" in row and "answer" in row:
         solution = _text(row, "answer", where)
         final = solution.rpartition("####")[2].strip().replace(",", "")
@@ -131,6 +136,16 @@ def _integers(value: object, where: str, field: str) -> list[int]:
     if not isinstance(value, list) or not value or any(type(x) is not int for x in value):
         raise DataError(f"{where}: field '{field}' must be a non-empty list of integers, got {value!r:.80}")
     return value
+
+
+def _pass_rate(row: dict, where: str) -> float | None:
+    """``pass_rate`` as a float in [0, 1]; None when absent or null."""
+    value = row.get("pass_rate")
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 <= value <= 1:
+        raise DataError(f"{where}: field 'pass_rate' must be a number in [0, 1] or null, got {value!r:.80}")
+    return float(value)
 
 
 def _level(row: dict, where: str) -> int:

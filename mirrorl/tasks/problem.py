@@ -24,7 +24,11 @@ class Problem:
         kind: which reward function judges it: ``"math"`` (final answer equivalence) or
             ``"countdown"`` (the expression is checked exactly).
         level: difficulty level, 1 = easiest; 0 when unknown.
-        meta: task-specific data, e.g. ``{"numbers": [3, 7, 25, 50]}`` for Countdown.
+        meta: task-specific data, e.g. ``{"numbers": [3, 7, 25, 50]}`` for Countdown, ``{"subject":
+            "Algebra"}`` for MATH, ``{"tags": {...}}`` after curation (`mirrorl.curation.tags`).
+        pass_rate: measured difficulty in [0, 1] (share of correct samples of a warm-up model, report
+            section 2.1; written by `mirrorl curate`); None when not measured. Prioritized and curriculum
+            sampling start a prompt's success estimate from it (`mirrorl.sampling.make_sampler`).
     """
 
     id: str
@@ -33,6 +37,7 @@ class Problem:
     kind: str = "math"
     level: int = 0
     meta: dict = field(default_factory=dict)
+    pass_rate: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
