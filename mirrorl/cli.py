@@ -19,7 +19,7 @@ COMMANDS = {
     "sft": ("Supervised fine-tuning (long-CoT warm-up) with dev-set early stopping.",
             ("run", "model", "task", "sft", "eval")),
     "rl": ("RL with the k1.5 online mirror-descent loss; --resume RUN_DIR continues a stopped run.",
-           ("run", "model", "task", "rl", "eval")),
+           ("run", "model", "task", "rl", "eval", "distributed")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
     "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",

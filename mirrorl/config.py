@@ -157,6 +157,25 @@ class DPOConfig:
 
 
 @dataclass
+class DistributedConfig:
+    backend: str = opt("local", "local: one process, the engine shares the trainer's weights; ray: rollout and trainer "
+                       "workers as Ray actors (mirrorl/distributed, report section 2.6.1)")
+    address: str = opt("", "ray: cluster to join (ray.init address, e.g. 'auto' after `ray start --head`); empty = start "
+                       "a local Ray instance")
+    num_cpus: float = opt(0.0, "ray, local instance only: logical CPUs it offers (0 = all cores); may exceed the cores "
+                          "so that fractional actors fit")
+    rollout_workers: int = opt(2, "ray: rollout worker actors, each with its own engine and model copy")
+    trainer_workers: int = opt(2, "ray: trainer worker actors; one torch.distributed group, data-parallel")
+    trainer_strategy: str = opt("ddp", "ray: ddp (full replica per trainer) or fsdp (parameters sharded, "
+                                "torch.distributed.fsdp.fully_shard; for models that do not fit one device)")
+    cpus_per_worker: float = opt(1.0, "ray: logical CPUs reserved per actor (fractions allowed)")
+    gpus_per_worker: float = opt(0.0, "ray: GPUs reserved per actor (1 for a GPU per worker); trainers use NCCL when > 0")
+    threads_per_worker: int = opt(1, "ray: torch intra-op threads per actor")
+    bucket_mb: float = opt(256.0, "ray: weight-transfer bucket size in MiB (one object-store object per bucket)")
+    max_restarts: int = opt(2, "ray: times Ray restarts a crashed rollout worker (it then reloads the current weights)")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -172,6 +191,7 @@ class Config:
     long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 class ConfigError(ValueError):
@@ -180,7 +200,8 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd")}
+            "rl.optimizer": ("adamw", "sgd"), "distributed.backend": ("local", "ray"),
+            "distributed.trainer_strategy": ("ddp", "fsdp")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -189,13 +210,16 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads", "long2short.prompts",
              "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
-             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size")
+             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "distributed.rollout_workers",
+             "distributed.trainer_workers", "distributed.cpus_per_worker", "distributed.threads_per_worker",
+             "distributed.bucket_mb")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
-                 "long2short.merge_weight")
+                 "long2short.merge_weight", "distributed.num_cpus", "distributed.gpus_per_worker",
+                 "distributed.max_restarts")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight")
 
