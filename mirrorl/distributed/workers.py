@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import transformers
 from torch.nn.parallel import DistributedDataParallel
 
 from mirrorl.config import Config
@@ -36,8 +37,7 @@ class RolloutWorker:
     """
 
     def __init__(self, model_path: str | Path, cfg: Config, threads: int | None = None):
-        if threads is not None:
-            set_threads(threads)
+        _quiet(threads)
         model, tokenizer = load_policy(model_path, device=cfg.run.device)
         self.engine = HFEngine.from_config(model, tokenizer, cfg)
 
@@ -79,8 +79,7 @@ class TrainerWorker:
 
     def __init__(self, model_path: str | Path, cfg: Config, rank: int = 0, world_size: int = 1,
                  strategy: str = "ddp", threads: int | None = None):
-        if threads is not None:
-            set_threads(threads)
+        _quiet(threads)
         self.cfg, self.rank, self.world_size, self.strategy = cfg, rank, world_size, strategy
         self.module, self.tokenizer = load_policy(model_path, device=cfg.run.device)
         self.model = self.module  # what forward/backward runs on: the module itself or its DDP wrapper
@@ -144,13 +143,14 @@ class TrainerWorker:
     def sharded(self) -> bool:
         return self.strategy == "fsdp" and self.world_size > 1
 
-    def weight_buckets(self, bucket_bytes: int) -> list[Bucket | None]:
-        """The weights as buckets on rank 0, as many Nones on the other ranks (with FSDP every rank
+    def weight_buckets(self, bucket_bytes: int):
+        """The weights as buckets (`to_buckets`) on rank 0, Nones on the other ranks; a single bucket
+        is returned as itself, not in a list, as Ray's `num_returns=1` expects (with FSDP every rank
         must call it: the full tensors are gathered collectively)."""
         state = self._full_state() if self.sharded or self.rank == 0 else None
-        if self.rank != 0:
-            return [None] * len(self.bucket_sizes(bucket_bytes))
-        return to_buckets(state.items(), bucket_bytes)
+        count = len(self.bucket_sizes(bucket_bytes))
+        buckets = to_buckets(state.items(), bucket_bytes) if self.rank == 0 else [None] * count
+        return buckets[0] if count == 1 else buckets
 
     def weights_digest(self) -> str | None:
         """SHA-256 of the full weights (`weights_digest`) on rank 0, None elsewhere; with FSDP call it
@@ -207,6 +207,14 @@ class TrainerWorker:
         """Leave the process group."""
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _quiet(threads: int | None) -> None:
+    """Worker process set-up: torch threads (None = leave as set) and no transformers progress bars."""
+    if threads is not None:
+        set_threads(threads)
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def _param_shapes(module):
