@@ -1,6 +1,10 @@
 """The Ray backend on toy models: data-parallel updates equal the single-process one, rollouts use the
 weights of their iteration, a killed rollout worker loses no prompt, and Ray runs resume exactly."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -19,9 +23,10 @@ from mirrorl.rollout.engine import SamplingParams  # noqa: E402
 from mirrorl.rollout.replay_buffer import Trajectory  # noqa: E402
 from mirrorl.tasks.datasets import build_datasets  # noqa: E402
 
-from test_rl_loop import TINY, _comparable, _rl_records, varied_reward  # noqa: E402
+from test_rl_loop import DRIVER, TINY, _comparable, _rl_records, varied_reward  # noqa: E402
 
-# 2 rollout + 2 trainer actors at 0.5 CPU each fit the 4 logical CPUs of the test instance.
+# 2 rollout + 2 trainer actors at 0.5 CPU each fit the 4 logical CPUs of the test instance. Every test that
+# starts actors takes 30-60 s on 2 busy cores (Ray start-up, one torch import per actor), hence `slow`.
 RAY = ["distributed.backend=ray", "distributed.rollout_workers=2", "distributed.trainer_workers=2",
        "distributed.cpus_per_worker=0.5", "distributed.bucket_mb=0.05"]
 
@@ -42,11 +47,14 @@ def test_split_is_contiguous_and_balanced():
     assert _split([4], 2) == [[4], []]
 
 
-def test_data_parallel_update_equals_single_process(tiny_model_dir, tmp_path, ray_instance):
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_data_parallel_update_equals_single_process(tiny_model_dir, tmp_path, ray_instance, strategy):
     # 11 trajectories, minibatches of 5-6, micro-batches of 2: uneven shards and a rank that runs out of
     # data first; two epochs, so the tau term and the reference log-probs are exercised too.
     cfg = _cfg(tiny_model_dir, ["rl.micro_batch_size=2", "rl.epochs=2", "rl.minibatches=2", "rl.lr=1e-2",
-                                "rl.prompts_per_iteration=11", "rl.samples_per_prompt=2"])
+                                "rl.prompts_per_iteration=11", "rl.samples_per_prompt=2",
+                                f"distributed.trainer_strategy={strategy}"])
     gen = torch.Generator().manual_seed(0)
     batch = [Trajectory(torch.randint(4, 60, (5,), generator=gen).tolist(),
                         torch.randint(4, 60, (3 + i % 4,), generator=gen).tolist(), [0] * (3 + i % 4), "stop")
@@ -72,6 +80,7 @@ def test_data_parallel_update_equals_single_process(tiny_model_dir, tmp_path, ra
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_rollouts_use_the_weights_of_their_iteration(tiny_model_dir, ray_instance):
     backend = RayBackend(_cfg(tiny_model_dir), tiny_model_dir)
     try:
@@ -98,6 +107,7 @@ def test_rollouts_use_the_weights_of_their_iteration(tiny_model_dir, ray_instanc
         backend.close()
 
 
+@pytest.mark.slow
 def test_killed_rollout_worker_loses_no_prompt(tiny_model_dir, ray_instance):
     cfg = _cfg(tiny_model_dir, ["distributed.rollout_workers=3", "distributed.max_restarts=0",
                                 "distributed.cpus_per_worker=0.4"])
@@ -134,6 +144,24 @@ def test_ray_run_trains_and_resumes_like_a_straight_run(tiny_model_dir, tmp_path
     assert any(not torch.equal(a, b) for a, b in zip(start.parameters(), end.parameters()))
 
     train_rl(_cfg(tiny_model_dir, ["rl.iterations=2"]), data, tmp_path / "resumed")
-    time.sleep(0.1)
     train_rl(_cfg(tiny_model_dir), data, tmp_path / "resumed", resume=True)
     assert _comparable(_rl_records(tmp_path / "resumed")) == _comparable(records)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_with_ray(tiny_model_dir, tmp_path):
+    """The master killed with SIGKILL mid-run; --resume on a fresh Ray instance logs what a straight run logs."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    args = TINY + RAY + [f"model.path={tiny_model_dir}", "rl.iterations=5", "rl.save_every=1", "distributed.num_cpus=4"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    subprocess.run([sys.executable, driver, tmp_path / "straight", "fresh", *args], check=True, env=env)
+    victim = subprocess.Popen([sys.executable, driver, tmp_path / "killed", "fresh", *args], env=env)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    while not (latest.exists() and latest.read_text().strip() >= "iter_000002"):
+        assert victim.poll() is None, "run ended before it could be killed"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    subprocess.run([sys.executable, driver, tmp_path / "killed", "resume", *args], check=True, env=env)
+    assert _comparable(_rl_records(tmp_path / "killed")) == _comparable(_rl_records(tmp_path / "straight"))
