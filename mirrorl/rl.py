@@ -15,6 +15,11 @@ functions for a baseline (GRPO, RLOO, ReST); see `LOSSES`. `rl.sampler`, `rl.len
 `rl.repeat_*` select the report's sampling strategies (2.3.4), length penalty (2.3.3) and repeat
 detection (2.6.2).
 
+The master runs this loop; the rollout engines and the trainer are the workers of a backend
+(`distributed.backend`, see `mirrorl.distributed.backend`): in this process, sharing one module
+(local), or Ray actors with data-parallel trainers and bucketed weight transfer (ray). Sampler, replay
+buffer, rewards and advantages stay with the master either way.
+
 Every phase is timed. Checkpoints (HF weights + optimizer, sampler, replay buffer, RNG and counters)
 are written atomically every `save_every` iterations, so `mirrorl rl --resume RUN_DIR` continues a
 killed run and, with fixed seeds, reproduces the metrics an uninterrupted run would have logged.

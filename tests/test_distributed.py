@@ -14,7 +14,7 @@ import torch
 ray = pytest.importorskip("ray")
 
 import mirrorl.rl as rl_module  # noqa: E402
-from mirrorl.config import load_config  # noqa: E402
+from mirrorl.config import ConfigError, load_config  # noqa: E402
 from mirrorl.distributed.backend import LocalBackend  # noqa: E402
 from mirrorl.distributed.ray_backend import RayBackend, _split  # noqa: E402
 from mirrorl.models.loading import load_policy  # noqa: E402
@@ -40,6 +40,11 @@ def ray_instance():
 
 def _cfg(tiny_model_dir, extra=()):
     return load_config(None, TINY + RAY + [f"model.path={tiny_model_dir}", *extra])
+
+
+def test_workers_that_do_not_fit_the_cluster_are_a_config_error(tiny_model_dir, ray_instance):
+    with pytest.raises(ConfigError, match="4 workers x 2 CPU do not fit the Ray cluster's 4 CPU"):
+        RayBackend(_cfg(tiny_model_dir, ["distributed.cpus_per_worker=2"]), tiny_model_dir)
 
 
 def test_split_is_contiguous_and_balanced():

@@ -34,7 +34,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from mirrorl.config import Config
+from mirrorl.config import Config, ConfigError
 from mirrorl.distributed.workers import RolloutWorker, TrainerWorker
 from mirrorl.models.loading import load_tokenizer
 from mirrorl.rollout.engine import SamplingParams, Segment
@@ -135,7 +135,7 @@ class RayBackend:
 
     Joins the cluster at `distributed.address`, or starts a local Ray instance offering
     `distributed.num_cpus` CPUs when none is running. Actors start from `model_path`.
-    Raises: RuntimeError (from Ray) when the placement groups cannot be satisfied.
+    Raises: ConfigError when the workers' resources exceed the cluster's.
     """
 
     def __init__(self, cfg: Config, model_path: str | Path):
@@ -145,6 +145,15 @@ class RayBackend:
             ray.init(address=d.address or None, num_cpus=None if d.address or not d.num_cpus else d.num_cpus,
                      include_dashboard=False)
         bundle = {"CPU": d.cpus_per_worker} | ({"GPU": d.gpus_per_worker} if d.gpus_per_worker else {})
+        actors = d.rollout_workers + d.trainer_workers
+        available = ray.cluster_resources()
+        for resource, amount in bundle.items():
+            if actors * amount > available.get(resource, 0):
+                if self.owns_ray:
+                    ray.shutdown()
+                raise ConfigError(f"distributed: {actors} workers x {amount:g} {resource} do not fit the Ray cluster's "
+                                  f"{available.get(resource, 0):g} {resource}; lower distributed.cpus_per_worker / "
+                                  "gpus_per_worker or the worker counts, or raise distributed.num_cpus")
         self.groups = [placement_group([bundle] * d.trainer_workers, strategy="PACK"),
                        placement_group([bundle] * d.rollout_workers, strategy="PACK")]
         ray.get([group.ready() for group in self.groups])

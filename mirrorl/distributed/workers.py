@@ -54,9 +54,6 @@ class RolloutWorker:
         self.engine.update_weights(None, version)
         return copied
 
-    def policy_version(self) -> int:
-        return self.engine.policy_version
-
     def weights_digest(self) -> str:
         """SHA-256 of the engine's weights (`mirrorl.weights.transfer.weights_digest`)."""
         return weights_digest(self.engine.model.named_parameters())
