@@ -86,9 +86,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:
             r = bench(size, Path(folder), args.rollout_workers, args.bucket_mb, args.repeats)
+            copy_gb_per_s = r["bytes"] / r["copy_s"] / 1e9
             print(f"| {r['size']} | {r['params'] / 1e6:.1f}M | {r['bytes'] / 1e6:.0f} MB | {r['buckets']} | "
-                  f"{r['push_s']:.3f} | {r['gb_per_s']:.2f} | {r['copy_s']:.3f} | {r['bytes'] / r['copy_s'] / 1e9:.2f} |",
-                  flush=True)
+                  f"{r['push_s']:.3f} | {r['gb_per_s']:.2f} | {r['copy_s']:.3f} | {copy_gb_per_s:.2f} |", flush=True)
     ray.shutdown()
 
 

@@ -131,7 +131,8 @@ def test_killed_rollout_worker_loses_no_prompt(tiny_model_dir, ray_instance):
         assert all(s.token_ids for s in segments)
         # the next weight push leaves the dead worker out and the pool keeps working
         backend.push_weights(1)
-        assert pool.alive == [False, True, True] and len(pool.generate(prompts[:4], SamplingParams(max_new_tokens=2))) == 4
+        assert pool.alive == [False, True, True]
+        assert len(pool.generate(prompts[:4], SamplingParams(max_new_tokens=2))) == 4
     finally:
         backend.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 
 import torch
@@ -64,7 +65,8 @@ class TrainerWorker:
 
     Call `connect` once before training: with `world_size > 1` it joins the process group (gloo on
     CPU, NCCL on GPU) and wraps the model in DDP (a full replica per rank, gradients averaged) or FSDP
-    (`fully_shard`, parameters sharded); it then builds the optimizer (`rl.optimizer`, `rl.lr`).
+    (`fully_shard` on each decoder layer, as the model's `_no_split_modules` names them, and on the
+    whole model: parameters sharded); it then builds the optimizer (`rl.optimizer`, `rl.lr`).
 
     Args:
         model_path: HF model folder to start from.
@@ -84,7 +86,6 @@ class TrainerWorker:
 
     def rendezvous(self) -> str:
         """A `tcp://host:port` address on this worker's node with a free port, for `connect` (rank 0)."""
-        import socket
         host = _node_ip()
         with socket.socket() as s:
             s.bind(("", 0))
@@ -98,7 +99,8 @@ class TrainerWorker:
             dist.init_process_group(backend, init_method=init_method, rank=self.rank, world_size=self.world_size)
             if self.strategy == "fsdp":
                 from torch.distributed.fsdp import fully_shard
-                for layer in self.module.model.layers:
+                blocks = set(self.module._no_split_modules or ())  # transformers names its decoder-layer classes
+                for layer in [m for m in self.module.modules() if type(m).__name__ in blocks]:
                     fully_shard(layer)
                 fully_shard(self.module)
             else:
