@@ -169,7 +169,7 @@ class DistributedConfig:
     trainer_strategy: str = opt("ddp", "ray: ddp (full replica per trainer) or fsdp (parameters sharded, "
                                 "torch.distributed.fsdp.fully_shard; for models that do not fit one device)")
     cpus_per_worker: float = opt(1.0, "ray: logical CPUs reserved per actor (fractions allowed)")
-    gpus_per_worker: float = opt(0.0, "ray: GPUs reserved per actor (1 for a GPU per worker); trainers use NCCL when > 0")
+    gpus_per_worker: float = opt(0.0, "ray: GPUs reserved per actor (1 for a GPU per worker, with run.device=cuda; trainers then use NCCL)")
     threads_per_worker: int = opt(1, "ray: torch intra-op threads per actor")
     bucket_mb: float = opt(256.0, "ray: weight-transfer bucket size in MiB (one object-store object per bucket)")
     max_restarts: int = opt(2, "ray: times Ray restarts a crashed rollout worker (it then reloads the current weights)")
