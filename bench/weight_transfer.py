@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import ray
+import torch
 import transformers
 
 from mirrorl.config import load_config
@@ -79,6 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    torch.set_num_threads(1)  # as each worker (distributed.threads_per_worker)
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     print(f"| model | parameters | fp32 bytes | buckets | push to {args.rollout_workers} workers (s) | GB/s | "
           "in-process copy (s) | GB/s |")
