@@ -113,15 +113,15 @@ def test_rollouts_use_the_weights_of_their_iteration(tiny_model_dir, ray_instanc
 
 
 @pytest.mark.slow
-def test_killed_rollout_worker_loses_no_prompt(tiny_model_dir, ray_instance):
-    cfg = _cfg(tiny_model_dir, ["distributed.rollout_workers=3", "distributed.max_restarts=0",
+def test_killed_rollout_worker_loses_no_prompt_and_rejoins(tiny_model_dir, ray_instance):
+    cfg = _cfg(tiny_model_dir, ["distributed.rollout_workers=3", "distributed.max_restarts=1",
                                 "distributed.cpus_per_worker=0.4"])
     backend = RayBackend(cfg, tiny_model_dir)
     try:
         pool = backend.pool
         prompts = [[1, 4 + i % 50, 4 + i // 50] for i in range(240)]  # all different
         victim = pool.workers[0]
-        killer = threading.Timer(1.0, lambda: ray.kill(victim))
+        killer = threading.Timer(1.0, lambda: ray.kill(victim, no_restart=False))  # Ray restarts it
         killer.start()
         segments = pool.generate(prompts, SamplingParams(max_new_tokens=200))
         killer.join()
@@ -129,10 +129,14 @@ def test_killed_rollout_worker_loses_no_prompt(tiny_model_dir, ray_instance):
         assert pool.reissued_prompts == 80  # worker 0's whole shard went to the two others
         assert [s.prompt_ids for s in segments] == prompts  # every prompt back, once, in order
         assert all(s.token_ids for s in segments)
-        # the next weight push leaves the dead worker out and the pool keeps working
+        # the restarted worker rejoins at the next weight push, with the pushed weights
+        backend.update([Trajectory(s.prompt_ids, s.token_ids, [0] * len(s.token_ids), "stop") for s in segments[:4]],
+                       torch.tensor([1.0, -1.0, 1.0, -1.0]), 2.0, 0, 0.05)
         backend.push_weights(1)
-        assert pool.alive == [False, True, True]
-        assert len(pool.generate(prompts[:4], SamplingParams(max_new_tokens=2))) == 4
+        assert pool.alive == [True, True, True]
+        expected = ray.get(backend.trainers[0].weights_digest.remote())
+        assert ray.get([w.weights_digest.remote() for w in pool.workers]) == [expected] * 3
+        assert {s.policy_version for s in pool.generate(prompts[:6], SamplingParams(max_new_tokens=2))} == {1}
     finally:
         backend.close()
 

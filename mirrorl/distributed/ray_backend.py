@@ -119,7 +119,9 @@ class RolloutPool:
         Workers that answer are alive from now on (a restarted one rejoins here); dead ones are left out.
         Raises: RuntimeError when no worker could load them.
         """
-        calls = [worker.load_weights.remote(version, *bucket_refs) for worker in self.workers]
+        # a worker Ray is restarting takes the call once it is back (retries end with its max_restarts)
+        calls = [worker.load_weights.options(max_task_retries=-1).remote(version, *bucket_refs)
+                 for worker in self.workers]
         for w, call in enumerate(calls):
             try:
                 ray.get(call)
@@ -174,6 +176,7 @@ class RayBackend:
         bucket_bytes = int(d.bucket_mb * 2**20)
         sizes = ray.get(self.trainers[0].bucket_sizes.remote(bucket_bytes))
         self.transfer = ObjectStoreTransfer(self.trainers, self.pool, sizes, bucket_bytes)
+        self.transfer.push(0)  # returns once every rollout worker is up and holds the trainer's weights
         self.engine = self.pool
         self.tokenizer = load_tokenizer(model_path)
 
