@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/demo
 
-.PHONY: install demo test test-fast clean
+.PHONY: install install-test demo test test-fast clean
 
 $(BIN)/mirrorl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,20 @@ $(BIN)/mirrorl: pyproject.toml
 
 install: $(BIN)/mirrorl
 
+# the tests also exercise the Ray backend, an optional extra the demo does not need
+$(VENV)/.test-deps: $(BIN)/mirrorl
+	$(BIN)/pip install -e ".[dev,ray]"
+	@touch $@
+
+install-test: $(VENV)/.test-deps
+
 demo: install
 	$(BIN)/mirrorl demo --config configs/demo.yaml --out $(OUT)
 
-test: install
+test: install-test
 	$(BIN)/pytest -q
 
-test-fast: install
+test-fast: install-test
 	$(BIN)/pytest -q -m "not slow"
 
 clean:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from mirrorl.config import ConfigError, describe, load_config
+from mirrorl.config import Config, ConfigError, describe, load_config
 
 COMMANDS = {
     "demo": ("Run the CPU demo end to end: tiny model -> warm-up SFT -> k1.5 RL -> control -> report.",
@@ -19,7 +19,7 @@ COMMANDS = {
     "sft": ("Supervised fine-tuning (long-CoT warm-up) with dev-set early stopping.",
             ("run", "model", "task", "sft", "eval")),
     "rl": ("RL with the k1.5 online mirror-descent loss; --resume RUN_DIR continues a stopped run.",
-           ("run", "model", "task", "rl", "eval", "judge")),
+           ("run", "model", "task", "rl", "eval", "judge", "distributed")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
     "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",
@@ -111,7 +111,7 @@ def _sandbox_parser(sub) -> None:
     check.add_argument("--unsafe", action="store_true", help="let the local service start below the minimum isolation")
 
 
-def _load(args) -> "Config":  # noqa: F821
+def _load(args) -> Config:
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"run.out_dir={args.out}")

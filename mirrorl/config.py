@@ -212,6 +212,25 @@ class JudgeConfig:
 
 
 @dataclass
+class DistributedConfig:
+    backend: str = opt("local", "local: one process, the engine shares the trainer's weights; ray: rollout and trainer "
+                       "workers as Ray actors (mirrorl/distributed, report section 2.6.1)")
+    address: str = opt("", "ray: cluster to join (ray.init address, e.g. 'auto' after `ray start --head`); empty = start "
+                       "a local Ray instance")
+    num_cpus: float = opt(0.0, "ray, local instance only: logical CPUs it offers (0 = all cores); may exceed the cores "
+                          "so that fractional actors fit")
+    rollout_workers: int = opt(2, "ray: rollout worker actors, each with its own engine and model copy")
+    trainer_workers: int = opt(2, "ray: trainer worker actors; one torch.distributed group, data-parallel")
+    trainer_strategy: str = opt("ddp", "ray: ddp (full replica per trainer) or fsdp (parameters sharded, "
+                                "torch.distributed.fsdp.fully_shard; for models that do not fit one device)")
+    cpus_per_worker: float = opt(1.0, "ray: logical CPUs reserved per actor (fractions allowed)")
+    gpus_per_worker: float = opt(0.0, "ray: GPUs reserved per actor (1 for a GPU per worker, with run.device=cuda; trainers then use NCCL)")
+    threads_per_worker: int = opt(1, "ray: torch intra-op threads per actor")
+    bucket_mb: float = opt(256.0, "ray: weight-transfer bucket size in MiB (one object-store object per bucket)")
+    max_restarts: int = opt(2, "ray: times Ray restarts a crashed rollout worker (it then reloads the current weights)")
+
+
+@dataclass
 class DemoConfig:
     control: bool = opt(True, "also continue warm-up SFT for RL's wall time and report sft_continued_accuracy")
 
@@ -230,6 +249,7 @@ class Config:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 class ConfigError(ValueError):
@@ -239,7 +259,8 @@ class ConfigError(ValueError):
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
             "rl.optimizer": ("adamw", "sgd"), "rl.reward": ("rules", "judge", "rules_then_judge"),
-            "judge.backend": ("http", "hf")}
+            "judge.backend": ("http", "hf"),
+            "distributed.backend": ("local", "ray"), "distributed.trainer_strategy": ("ddp", "fsdp")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -251,14 +272,17 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "curate.samples",
              "curate.max_response_tokens", "curate.guess_max_tokens", "validate.problem_pass",
              "validate.generated_inputs", "validate.time_limit_s", "validate.concurrency", "judge.max_tokens",
-             "judge.timeout_s", "judge.concurrency")
+             "judge.timeout_s", "judge.concurrency", "distributed.rollout_workers",
+             "distributed.trainer_workers", "distributed.cpus_per_worker", "distributed.threads_per_worker",
+             "distributed.bucket_mb")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
                  "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
-                 "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature")
+                 "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature", "distributed.num_cpus",
+                 "distributed.gpus_per_worker", "distributed.max_restarts")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate",
                 "validate.test_agreement", "validate.problem_pass")

@@ -43,7 +43,8 @@ def _rl_records(run_dir):
 
 
 def _comparable(records):
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k not in ("train_seconds", "rollout_tokens_per_s")}
+    timing = ("train_seconds", "rollout_tokens_per_s", "weight_sync_gb_per_s")
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k not in timing}
             for r in records]
 
 
