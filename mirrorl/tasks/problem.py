@@ -25,6 +25,8 @@ class Problem:
             ``"countdown"`` (the expression is checked exactly).
         level: difficulty level, 1 = easiest; 0 when unknown.
         meta: task-specific data, e.g. ``{"numbers": [3, 7, 25, 50]}`` for Countdown.
+        image: the picture the prompt asks about (report section 2.3.5): a file path or an inline
+            ``data:image/png;base64,...`` URI, read by `mirrorl.tasks.images.open_image`; empty for text prompts.
     """
 
     id: str
@@ -33,9 +35,13 @@ class Problem:
     kind: str = "math"
     level: int = 0
     meta: dict = field(default_factory=dict)
+    image: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        row = asdict(self)
+        if not self.image:  # text rows stay as they were before images existed
+            del row["image"]
+        return json.dumps(row)
 
 
 class DataError(ValueError):
