@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mirrorl.tasks.vision import TASKS as VISION_TASKS
+
 
 def opt(default, help: str):
     """A dataclass field with a default and a one-line help text (units in the text or the name)."""
@@ -43,7 +45,11 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown or mirrorl format); empty = generated arithmetic")
+    generated: str = opt("arithmetic", "task generated when `data` is empty: arithmetic (text chains) or vision "
+                         "(pictures for a vision-language policy, with the text twins of the read task)")
+    vision_tasks: list = opt(["count", "compare", "read"], "generated vision: task kinds (count coloured shapes, "
+                             "compare positions, read arithmetic rendered as a picture)")
+    data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown, vision or mirrorl format); empty = generated")
     heldout_data: str = opt("", "jsonl of held-out prompts; empty = split heldout_size prompts off `data` (or generate)")
     instruction: str = opt("", "text appended to every loaded prompt, e.g. ' Put the final answer in \\boxed{}.'")
     levels: list = opt([1, 2, 3, 4], "generated task: difficulty levels (level L has L+1 steps)")
@@ -180,7 +186,7 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd")}
+            "rl.optimizer": ("adamw", "sgd"), "task.generated": ("arithmetic", "vision")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -220,6 +226,8 @@ def _validate(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: {key} must be <= 1, got {getattr(getattr(cfg, section), name)!r}")
     if not cfg.task.levels or not all(isinstance(v, int) and 1 <= v <= 8 for v in cfg.task.levels + cfg.task.warmup_levels):
         raise ConfigError(f"{source}: task.levels and task.warmup_levels must be non-empty lists of integers 1..8")
+    if not cfg.task.vision_tasks or not set(cfg.task.vision_tasks) <= set(VISION_TASKS):
+        raise ConfigError(f"{source}: task.vision_tasks must be a non-empty list of {VISION_TASKS}")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
     if cfg.rl.repeat_window_tokens and not 1 <= cfg.rl.repeat_max_period_tokens <= cfg.rl.repeat_window_tokens // 2:
