@@ -25,7 +25,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic
+from mirrorl.tasks.arithmetic import generate_arithmetic
 from mirrorl.tasks.images import to_data_uri
 from mirrorl.tasks.problem import Problem
 
@@ -143,9 +143,10 @@ def vision_trace(problem: Problem) -> str:
     """The warm-up response to a generated vision problem (or its text twin), ending in ``\\boxed{}``.
 
     ``count``: the colours seen in reading order, the count, the answer. ``compare``: row and column of
-    the red and the blue shape, the answer. ``read``: the chain read off the picture, then the
-    arithmetic chain of thought of `mirrorl.tasks.arithmetic.cot_trace` (without slips); ``read_text``:
-    that chain of thought alone.
+    the red and the blue shape, the answer. ``read``: the chain read off the picture, then one running
+    total per line (``9+1=10``, ``10+4=14``), the answer; ``read_text``: the same without the reading
+    line. (Shorter than the checked traces of `mirrorl.tasks.arithmetic.cot_trace`, so the CPU demo's
+    rollouts stay short.)
     """
     task = problem.meta["task"]
     if task == "count":
@@ -155,5 +156,10 @@ def vision_trace(problem: Problem) -> str:
         where = {c: cell for cell, c, _ in problem.meta["shapes"] if c in ("red", "blue")}
         lines = [f"{c}: row {where[c] // GRID + 1} col {where[c] % GRID + 1}" for c in ("red", "blue")]
         return "\n".join(lines) + f"\nanswer: \\boxed{{{problem.answer}}}"
-    trace = cot_trace(problem, random.Random(0), slip_rate=0.0)
+    total, lines = problem.meta["start"], []
+    for op, x in problem.meta["steps"]:
+        new = total + x if op == "+" else total - x
+        lines.append(f"{total}{op}{x}={new}")
+        total = new
+    trace = "\n".join(lines) + f"\nanswer: \\boxed{{{total}}}"
     return f"{problem.meta['chain']}\n{trace}" if task == "read" else trace
