@@ -22,10 +22,10 @@ from tqdm import tqdm
 from mirrorl.algorithms.losses import sft_loss
 from mirrorl.config import Config
 from mirrorl.eval.evaluate import encode_problem, evaluate
-from mirrorl.models.multimodal import collate
-from mirrorl.tasks.problem import Problem
 from mirrorl.metrics import MetricsLogger
+from mirrorl.models.multimodal import collate
 from mirrorl.rollout.hf import HFEngine
+from mirrorl.tasks.problem import Problem
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
 

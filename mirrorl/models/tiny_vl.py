@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration,
+                          LlavaProcessor)
 
 from mirrorl.models.tiny import char_tokenizer, tiny_llama_config
 
