@@ -39,7 +39,7 @@ def tiny_vl_processor(image_size: int = 64, patch_size: int = 16) -> LlavaProces
 def create_tiny_vl_model(out_dir: str | Path, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4,
                          vision_hidden_size: int = 128, vision_layers: int = 2, image_size: int = 64,
                          patch_size: int = 16, max_positions: int = 1024, seed: int = 0) -> Path:
-    """Create a randomly initialised tiny LLaVA (about 4M parameters at the defaults) and save it with its processor.
+    """Create a randomly initialised tiny LLaVA (3.6M parameters at the defaults) and save it with its processor.
 
     Args:
         out_dir: folder for `config.json`, `model.safetensors`, tokenizer and processor files.
