@@ -34,7 +34,8 @@ COMMANDS = {
     "validate-tests": ("Validate code test cases (report 2.3.5): run every reference solution on every candidate input "
                        "in the sandbox; keep tests most solutions agree on and problems most solutions pass.",
                        ("validate",)),
-    "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out.", ("run", "model")),
+    "tiny-model": ("Create the demo's tiny Llama model and character tokenizer in --out (--vision: the tiny LLaVA "
+                   "with its processor).", ("run", "model")),
 }
 
 
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                            "RUN_DIR/sft/model, the warm-up SFT model)")
             p.add_argument("--run", metavar="RUN_DIR", help="a demo run folder: long model RUN_DIR/rl/final (unless "
                            "--model), its saved config and prompt sets; output in RUN_DIR/long2short (unless --out)")
+        if name == "tiny-model":
+            p.add_argument("--vision", action="store_true",
+                           help="a tiny LLaVA: CLIP vision tower + the tiny Llama, with its processor")
         if name == "sft":
             p.add_argument("--sft-data", help="jsonl with prompt/response rows (sets sft.data)")
         if name == "eval":
@@ -231,8 +235,10 @@ def _run(args, cfg) -> int:
     set_threads(cfg.run.threads)
     if args.command == "tiny-model":
         from mirrorl.models.tiny import create_tiny_model
-        path = create_tiny_model(cfg.run.out_dir, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads,
-                                 seed=cfg.run.seed)
+        from mirrorl.models.tiny_vl import create_tiny_vl_model
+        create = create_tiny_vl_model if args.vision else create_tiny_model
+        path = create(cfg.run.out_dir, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads,
+                      seed=cfg.run.seed)
         print(f"tiny model written to {path}")
     elif args.command == "demo":
         from mirrorl.demo import run_demo
@@ -266,7 +272,7 @@ def _run(args, cfg) -> int:
 
 
 def _sft(cfg) -> None:
-    from mirrorl.models.loading import load_policy
+    from mirrorl.models.loading import load_policy, load_processor
     from mirrorl.sft import run_sft
     from mirrorl.tasks.datasets import build_datasets, load_sft_examples
     if not cfg.model.path:
@@ -276,17 +282,18 @@ def _sft(cfg) -> None:
     if not examples:
         raise ConfigError("sft: no training examples; give --sft-data FILE (jsonl with prompt/response rows)")
     model, tokenizer = load_policy(cfg.model.path, device=cfg.run.device)
+    processor = load_processor(cfg.model.path)  # vision-language models; None for text
     out = Path(cfg.run.out_dir)
-    info = run_sft(model, tokenizer, examples, data.dev, cfg, out)
+    info = run_sft(model, tokenizer, examples, data.dev, cfg, out, processor=processor)
     model.save_pretrained(out / "model", safe_serialization=True)
-    tokenizer.save_pretrained(out / "model")
+    (processor or tokenizer).save_pretrained(out / "model")
     print(f"best dev accuracy {info['best_eval_accuracy']:.3f} after {info['steps']} steps; model in {out / 'model'}")
 
 
 def _eval(args, cfg) -> None:
     from mirrorl.eval.evaluate import evaluate
     from mirrorl.eval.report import write_token_efficiency
-    from mirrorl.models.loading import load_policy
+    from mirrorl.models.loading import load_policy, load_processor
     from mirrorl.rollout.hf import HFEngine
     from mirrorl.tasks.datasets import build_datasets
     if not args.model:
@@ -296,11 +303,12 @@ def _eval(args, cfg) -> None:
     for path in args.model:
         model, tokenizer = load_policy(path, device=cfg.run.device)
         engine = HFEngine.from_config(model, tokenizer, cfg, progress=True)
-        result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
+        result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template, load_processor(path))
         rows[path] = {"accuracy": result.accuracy, "mean_response_tokens": result.mean_response_tokens,
-                      "per_level": result.per_level, "parse_failures": result.parse_failures}
+                      "per_level": result.per_level, "per_task": result.per_task,
+                      "parse_failures": result.parse_failures}
         print(f"{path}: accuracy {result.accuracy:.3f}  mean tokens {result.mean_response_tokens:.1f}  "
-              f"per level {result.per_level}")
+              f"per level {result.per_level}" + (f"  per task {result.per_task}" if result.per_task else ""))
     out = Path(cfg.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps({"heldout_size": len(heldout), "models": rows}, indent=2))

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mirrorl.curation.filters import TYPES as QUESTION_TYPES
+from mirrorl.tasks.vision import TASKS as VISION_TASKS
 
 
 def opt(default, help: str):
@@ -45,7 +46,11 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown or mirrorl format); empty = generated arithmetic")
+    generated: str = opt("arithmetic", "task generated when `data` is empty: arithmetic (text chains) or vision "
+                         "(pictures for a vision-language policy, with the text twins of the read task)")
+    vision_tasks: list = opt(["count", "compare", "read"], "generated vision: task kinds (count coloured shapes, "
+                             "compare positions, read arithmetic rendered as a picture)")
+    data: str = opt("", "jsonl of RL prompts (GSM8K, MATH, Countdown, vision or mirrorl format); empty = generated")
     heldout_data: str = opt("", "jsonl of held-out prompts; empty = split heldout_size prompts off `data` (or generate)")
     instruction: str = opt("", "text appended to every loaded prompt, e.g. ' Put the final answer in \\boxed{}.'")
     levels: list = opt([1, 2, 3, 4], "generated task: difficulty levels (level L has L+1 steps)")
@@ -258,7 +263,8 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd"), "rl.reward": ("rules", "judge", "rules_then_judge"),
+            "rl.optimizer": ("adamw", "sgd"), "task.generated": ("arithmetic", "vision"),
+            "rl.reward": ("rules", "judge", "rules_then_judge"),
             "judge.backend": ("http", "hf"),
             "distributed.backend": ("local", "ray"), "distributed.trainer_strategy": ("ddp", "fsdp")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
@@ -327,6 +333,11 @@ def _validate(cfg: Config, source: str) -> None:
     if not set(cfg.curate.drop_types) <= set(QUESTION_TYPES):
         raise ConfigError(f"{source}: curate.drop_types must be a list drawn from {QUESTION_TYPES}, "
                           f"got {cfg.curate.drop_types}")
+    if not cfg.task.vision_tasks or not set(cfg.task.vision_tasks) <= set(VISION_TASKS):
+        raise ConfigError(f"{source}: task.vision_tasks must be a non-empty list of {VISION_TASKS}")
+    if cfg.task.generated == "vision" and cfg.distributed.backend == "ray":
+        raise ConfigError(f"{source}: the Ray backend's rollout workers take text prompts only; run vision tasks "
+                          "with distributed.backend=local")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
     if cfg.rl.repeat_window_tokens and not 1 <= cfg.rl.repeat_max_period_tokens <= cfg.rl.repeat_window_tokens // 2:

@@ -3,6 +3,10 @@
     generated arithmetic task -> tiny Llama -> long-CoT warm-up SFT (early-stopped on dev)
     -> RL with the k1.5 loss -> continued-SFT control for the same training time -> report
 
+With `task.generated=vision` (`configs/demo_vl.yaml`) the task is the generated vision tasks and the
+model a tiny LLaVA (`mirrorl.models.tiny_vl`); the report adds accuracy per task, so arithmetic read
+off a picture stands beside the same arithmetic given as text.
+
 Each stage writes its result into the run folder and is skipped when that result already exists,
 so running the same `mirrorl demo` command again after a crash or kill continues where it stopped
 (RL from its last checkpoint); a folder holding a run with a different config is refused. Every stage uses the same functions as the `sft`, `rl` and `eval` commands.
@@ -18,8 +22,9 @@ from pathlib import Path
 from mirrorl.config import Config, ConfigError, load_config, save_config
 from mirrorl.eval.evaluate import evaluate
 from mirrorl.eval.report import write_report
-from mirrorl.models.loading import load_policy
+from mirrorl.models.loading import load_policy, load_processor
 from mirrorl.models.tiny import create_tiny_model
+from mirrorl.models.tiny_vl import create_tiny_vl_model
 from mirrorl.rl import train_rl
 from mirrorl.rollout.hf import HFEngine
 from mirrorl.sft import run_sft
@@ -43,17 +48,18 @@ def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path,
                max_seconds: float | None = None) -> dict:
     """Warm-up SFT (`max_seconds` None) or the continued-SFT control (time-limited, last weights kept)."""
     model, tokenizer = load_policy(start, device=cfg.run.device)
+    processor = load_processor(start)
     control = max_seconds is not None
     info = run_sft(model, tokenizer, examples, eval_set, cfg, out, stage, early_stopping=not control,
-                   max_seconds=max_seconds, continued=control)
+                   max_seconds=max_seconds, continued=control, processor=processor)
     model.save_pretrained(out / "model", safe_serialization=True)
-    tokenizer.save_pretrained(out / "model")
+    (processor or tokenizer).save_pretrained(out / "model")
     engine = HFEngine.from_config(model, tokenizer, cfg)
-    result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template)
+    result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template, processor)
     if control:  # the control's curve ends with its final held-out accuracy, as RL's does
         info["curve"].append((info["train_seconds"], info["steps"], result.accuracy))
     return info | {"heldout_accuracy": result.accuracy, "heldout_per_level": result.per_level,
-                   "mean_response_tokens": result.mean_response_tokens}
+                   "heldout_per_task": result.per_task, "mean_response_tokens": result.mean_response_tokens}
 
 
 def _by_level(per_level: dict) -> dict[str, float]:
@@ -77,7 +83,8 @@ def run_demo(cfg: Config) -> dict:
 
     base = Path(cfg.model.path) if cfg.model.path else out / "base_model"
     if not cfg.model.path and not (base / "config.json").exists():
-        create_tiny_model(base, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads, seed=cfg.run.seed)
+        create = create_tiny_vl_model if cfg.task.generated == "vision" else create_tiny_model
+        create(base, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_heads, seed=cfg.run.seed)
 
     print("[demo] warm-up SFT (stops when dev accuracy stops improving)")
     sft = _stage(out / "sft" / "result.json", lambda: _sft_stage(
@@ -116,6 +123,8 @@ def run_demo(cfg: Config) -> dict:
         "sft_per_level": _by_level(sft["heldout_per_level"]),
         "rl_per_level": _by_level(rl["heldout_per_level"]),
         "sft_continued_per_level": _by_level(control.get("heldout_per_level", {})),
+        "sft_per_task": sft.get("heldout_per_task", {}),
+        "rl_per_task": rl.get("heldout_per_task", {}),
         "warmup_traces": len(data.warmup),
         "sft_steps": sft["steps"],
         "sft_train_seconds": sft["train_seconds"],
@@ -128,5 +137,7 @@ def run_demo(cfg: Config) -> dict:
     }
     write_report(out, summary)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2))
+    for task in summary["sft_per_task"]:  # vision: arithmetic as a picture (read) beside the same as text (read_text)
+        print(f"[demo] {task:>10}: SFT {summary['sft_per_task'][task]:.3f} -> RL {summary['rl_per_task'][task]:.3f}")
     print(f"[demo] report: {out / 'report.md'}")
     return summary

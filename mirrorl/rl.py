@@ -14,6 +14,8 @@ group finishes in its iteration, as in the picture above. `rl.loss` swaps the ad
 functions for a baseline (GRPO, RLOO, ReST); see `LOSSES`. `rl.sampler`, `rl.length_penalty_*` and
 `rl.repeat_*` select the report's sampling strategies (2.3.4), length penalty (2.3.3) and repeat
 detection (2.6.2); `rl.reward` adds the chain-of-thought reward model (2.3.5, `judge.*`).
+Prompts with a picture (vision-language policies, section 2.3.5) go through the
+same loop: their image tensors travel with the trajectories into generation and the log-prob passes.
 
 The master runs this loop; the rollout engines and the trainer are the workers of a backend
 (`distributed.backend`, see `mirrorl.distributed.backend`): in this process, sharing one module
@@ -39,8 +41,10 @@ from mirrorl.algorithms.length_penalty import length_penalty_weight, length_rewa
 from mirrorl.algorithms.losses import (correct_only_advantages, group_mean_advantages, group_normalized_advantages,
                                        grpo_loss, k15_loss, leave_one_out_advantages, reinforce_loss)
 from mirrorl.config import Config, ConfigError, RLConfig, save_config
-from mirrorl.eval.evaluate import encode_prompt, evaluate
+from mirrorl.eval.evaluate import encode_problem, evaluate
 from mirrorl.metrics import MetricsLogger, PhaseTimer
+from mirrorl.models.loading import load_processor
+from mirrorl.models.multimodal import collate
 from mirrorl.rewards import score
 from mirrorl.rewards.cot_judge import make_judged_rewards
 from mirrorl.rewards.custom import custom_rewards, load_reward_fn
@@ -135,12 +139,14 @@ def rollout_metrics(trajectories: list[Trajectory], problems: list, informative:
 
 
 def _logprobs(model, batch: list[Trajectory], cfg: Config, with_entropy: bool = False):
-    """Token log-probs (B, T), response mask (B, T) and entropy of a batch of trajectories."""
+    """Token log-probs (B, T), response mask (B, T) and entropy of a batch of trajectories (with the
+    image tensors their prompts were generated with)."""
     device = next(model.parameters()).device
     config = getattr(model, "module", model).config  # DDP wraps the model as `.module`
     pad_id = config.pad_token_id if config.pad_token_id is not None else 0
     ids, attn, mask = pad_batch([t.prompt_ids for t in batch], [t.response_ids for t in batch], pad_id)
-    logprobs, entropy = token_logprobs(model, ids.to(device), attn.to(device), cfg.run.precision, with_entropy)
+    logprobs, entropy = token_logprobs(model, ids.to(device), attn.to(device), cfg.run.precision, with_entropy,
+                                       collate([t.multimodal for t in batch], device))
     return logprobs, mask.to(device), entropy
 
 
@@ -303,6 +309,7 @@ def _train(cfg: Config, data: Datasets, run_dir: Path, backend, checkpoint: Path
            judged) -> dict:
     """The loop of `train_rl` on the workers of `backend` (a `mirrorl.distributed.backend.Backend`)."""
     engine, tokenizer = backend.engine, backend.tokenizer
+    processor = load_processor(checkpoint or cfg.model.path)  # None for a text-only model
     sampler = make_sampler(cfg.rl, [p.level for p in data.rl], cfg.run.seed, [p.pass_rate for p in data.rl])
     buffer = ReplayBuffer()
     logger = MetricsLogger(run_dir, "rl")
@@ -320,11 +327,11 @@ def _train(cfg: Config, data: Datasets, run_dir: Path, backend, checkpoint: Path
     else:
         torch.manual_seed(cfg.run.seed)
         logger.truncate_after(-1)
-        result = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
+        result = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template, processor)
         curve.append((0.0, 0, result.accuracy))
         logger.log(0, result.as_metrics("heldout") | {"train_seconds": 0.0})
 
-    prompt_cache: dict[int, list[int]] = {}
+    prompt_cache: dict[int, tuple[list[int], dict | None]] = {}  # prompt index -> ids, image tensors
     k = cfg.rl.samples_per_prompt
     advantage_fn = LOSSES[cfg.rl.loss][0]
     sampling = SamplingParams(cfg.rl.temperature, cfg.rl.top_p, cfg.rl.max_response_tokens,
@@ -338,8 +345,9 @@ def _train(cfg: Config, data: Datasets, run_dir: Path, backend, checkpoint: Path
         with timer("sample"):
             for i in sampler.sample(cfg.rl.prompts_per_iteration, iteration):
                 if i not in prompt_cache:
-                    prompt_cache[i] = encode_prompt(tokenizer, data.rl[i].prompt, cfg.model.chat_template)
-                buffer.add(i, prompt_cache[i], k)
+                    prompt_cache[i] = encode_problem(tokenizer, data.rl[i], cfg.model.chat_template, processor)
+                ids, images = prompt_cache[i]
+                buffer.add(i, ids, k, images)
         with timer("rollout"):
             generated = extend_rollouts(engine, buffer.trajectories(), sampling, budget, cfg.rl.max_response_tokens)
         with timer("reward"):
@@ -379,7 +387,7 @@ def _train(cfg: Config, data: Datasets, run_dir: Path, backend, checkpoint: Path
         out_of_time = bool(cfg.rl.max_seconds) and train_seconds >= cfg.rl.max_seconds
         final = None
         if step % cfg.rl.eval_every == 0 or step == cfg.rl.iterations or out_of_time:
-            final = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
+            final = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template, processor)
             metrics |= final.as_metrics("heldout")
             curve.append((train_seconds, step, final.accuracy))
         logger.log(step, metrics)
@@ -394,9 +402,10 @@ def _train(cfg: Config, data: Datasets, run_dir: Path, backend, checkpoint: Path
     bar.close()
     logger.close()
     backend.save_final(run_dir / "final")
-    final = final or evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
+    final = final or evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template, processor)
     summary = {"iterations": curve[-1][1], "train_seconds": train_seconds,
                "heldout_accuracy": final.accuracy, "heldout_per_level": final.per_level,
+               "heldout_per_task": final.per_task,
                "mean_response_tokens": final.mean_response_tokens, "curve": curve, "samples": final.samples}
     (run_dir / "rl_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,6 +1,7 @@
 """Supervised fine-tuning on (prompt, response) pairs: the long-CoT warm-up of report section 2.2.
 
-The loss covers response tokens only (prompt tokens are masked out). Training stops by a held-out
+The loss covers response tokens only (prompt tokens, image placeholders included, are masked out);
+examples with an ``image`` are encoded through the model's processor. Training stops by a held-out
 criterion: every `eval_every` steps the dev set is answered greedily, the best weights are kept, and
 training ends after `patience` evaluations without improvement (or at `max_seconds` / `max_steps`).
 With `early_stopping=False` the same loop is the "continued SFT" control that the demo runs for RL's
@@ -20,9 +21,11 @@ from tqdm import tqdm
 
 from mirrorl.algorithms.losses import sft_loss
 from mirrorl.config import Config
-from mirrorl.eval.evaluate import encode_prompt, evaluate
+from mirrorl.eval.evaluate import encode_problem, evaluate
 from mirrorl.metrics import MetricsLogger
+from mirrorl.models.multimodal import collate
 from mirrorl.rollout.hf import HFEngine
+from mirrorl.tasks.problem import Problem
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
 
@@ -30,23 +33,30 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the stage and step."""
 
 
-def encode_examples(tokenizer, examples: list[dict], chat_template: bool) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids + eos) per example."""
-    return [(encode_prompt(tokenizer, ex["prompt"], chat_template),
-             tokenizer(ex["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
-            for ex in examples]
+def encode_examples(tokenizer, examples: list[dict], chat_template: bool, processor=None
+                    ) -> list[tuple[list[int], list[int], dict | None]]:
+    """(prompt ids, response ids + eos, image tensors or None) per example; an example's optional
+    ``image`` (path or data URI) needs the model's `processor` (see `encode_problem`)."""
+    out = []
+    for ex in examples:
+        prompt = Problem(id=str(ex.get("id", "")), prompt=ex["prompt"], answer="", image=ex.get("image", ""))
+        ids, images = encode_problem(tokenizer, prompt, chat_template, processor)
+        out.append((ids, tokenizer(ex["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
+                    images))
+    return out
 
 
 def sft_step(model, batch, optimizer, cfg: Config, pad_id: int) -> dict:
-    """One optimizer step on `batch` (list of (prompt ids, response ids)), micro-batched."""
+    """One optimizer step on `batch` (list of (prompt ids, response ids, image tensors or None)), micro-batched."""
     device = next(model.parameters()).device
-    num_tokens = sum(len(r) for _, r in batch)
+    num_tokens = sum(len(r) for _, r, _ in batch)
     total = 0.0
     optimizer.zero_grad(set_to_none=True)
     for start in range(0, len(batch), cfg.sft.micro_batch_size):
         micro = batch[start:start + cfg.sft.micro_batch_size]
-        ids, attn, mask = pad_batch([p for p, _ in micro], [r for _, r in micro], pad_id)
-        logprobs, _ = token_logprobs(model, ids.to(device), attn.to(device), cfg.run.precision)
+        ids, attn, mask = pad_batch([p for p, _, _ in micro], [r for _, r, _ in micro], pad_id)
+        logprobs, _ = token_logprobs(model, ids.to(device), attn.to(device), cfg.run.precision,
+                                     multimodal=collate([m for _, _, m in micro], device))
         loss, _ = sft_loss(logprobs, mask.to(device), num_tokens)
         loss.backward()
         total += loss.item()
@@ -66,11 +76,12 @@ def lr_factor(step: int, cfg: Config) -> float:
 
 
 def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, run_dir, stage: str = "sft",
-            early_stopping: bool = True, max_seconds: float | None = None, continued: bool = False) -> dict:
+            early_stopping: bool = True, max_seconds: float | None = None, continued: bool = False,
+            processor=None) -> dict:
     """Fine-tune `model` in place on `examples` and return a summary.
 
     Args:
-        examples: rows with "prompt" and "response" (text).
+        examples: rows with "prompt" and "response" (text), and optionally "image" (path or data URI).
         eval_problems: Problems answered greedily every `cfg.sft.eval_every` steps (dev set for
             early stopping, held-out set for the control).
         run_dir: where `metrics.jsonl` and TensorBoard events go (stage name `stage`).
@@ -79,6 +90,7 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
         max_seconds: training wall seconds (evaluation excluded); default `cfg.sft.max_seconds` (0 = none).
         continued: continue a finished warm-up: constant learning rate `min_lr_ratio * lr` (where the
             warm-up's schedule ended) instead of warm-up + cosine decay.
+        processor: a vision-language model's processor, for examples and problems with images.
     Returns: {"steps", "train_seconds", "best_eval_accuracy", "curve": [(train_seconds, step, accuracy)]}.
     Raises: TrainingError on a non-finite loss (naming the step); ValueError on empty examples or a
         continued run without a time limit.
@@ -90,7 +102,7 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
     max_seconds = cfg.sft.max_seconds if max_seconds is None else max_seconds
     logger = MetricsLogger(run_dir, stage)
     logger.truncate_after(-1)  # SFT always starts over: drop records of an earlier, unfinished attempt
-    data = encode_examples(tokenizer, examples, cfg.model.chat_template)
+    data = encode_examples(tokenizer, examples, cfg.model.chat_template, processor)
     rng = random.Random(cfg.run.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -101,7 +113,7 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
     eval_cfg = dataclasses.replace(cfg.eval, temperature=0.0) if early_stopping else cfg.eval
 
     def eval_accuracy() -> float:
-        return evaluate(engine, tokenizer, eval_problems, eval_cfg, cfg.model.chat_template).accuracy
+        return evaluate(engine, tokenizer, eval_problems, eval_cfg, cfg.model.chat_template, processor).accuracy
 
     best_acc, best_state, bad_evals = eval_accuracy(), copy.deepcopy(model.state_dict()), 0
     curve = [(0.0, 0, best_acc)]

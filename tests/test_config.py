@@ -54,3 +54,16 @@ def test_long2short_rl_recipe_starts_with_the_length_penalty_on():
     assert short.rl.length_penalty_weight > 0 and short.rl.length_penalty_warmup == 0
     assert short.rl.max_response_tokens < demo.rl.max_response_tokens
     assert short.eval.max_response_tokens == short.rl.max_response_tokens
+
+
+def test_vision_demo_recipe_loads():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo_vl.yaml")
+    assert cfg.task.generated == "vision" and set(cfg.task.vision_tasks) == {"count", "compare", "read"}
+    assert cfg.rl.optimizer == "sgd" and cfg.eval.max_response_tokens == cfg.rl.max_response_tokens
+
+
+@pytest.mark.parametrize("override, needle", [("task.generated=audio", "task.generated must be one of"),
+                                              ("task.vision_tasks=[count,paint]", "task.vision_tasks must be")])
+def test_bad_vision_task_settings(override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, [override])

@@ -82,3 +82,14 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for key in ("rl.tau", "rl.samples_per_prompt", "rl.reset_optimizer", "task.data", "eval.temperature", "--resume"):
         assert key in text
+
+
+@pytest.mark.slow
+def test_vision_demo_quick_run_reports_text_and_image_accuracy(tmp_path):
+    out = tmp_path / "demo_vl"
+    quick = [q for q in QUICK if not q.startswith("task.heldout_size")] + ["task.heldout_size=12"]
+    assert main(["demo", "--config", "configs/demo_vl.yaml", "--out", str(out), *quick]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["sft_per_task"]) == set(summary["rl_per_task"]) == {"count", "compare", "read", "read_text"}
+    assert "read_text" in (out / "report.md").read_text()
+    assert type(load_policy(out / "rl" / "final")[0]).__name__ == "LlavaForConditionalGeneration"

@@ -19,7 +19,7 @@ import transformers
 from torch.nn.parallel import DistributedDataParallel
 
 from mirrorl.config import Config
-from mirrorl.models.loading import load_policy
+from mirrorl.models.loading import load_policy, load_processor
 from mirrorl.rl import policy_update
 from mirrorl.rollout.engine import SamplingParams, Segment
 from mirrorl.rollout.hf import HFEngine
@@ -81,6 +81,7 @@ class TrainerWorker:
         _quiet(threads)
         self.cfg, self.rank, self.world_size, self.strategy = cfg, rank, world_size, strategy
         self.module, self.tokenizer = load_policy(model_path, device=cfg.run.device)
+        self.processor = load_processor(model_path)  # saved with the weights; None for a text-only model
         self.model = self.module  # what forward/backward runs on: the module itself or its DDP wrapper
         self.optimizer = None
 
@@ -182,16 +183,16 @@ class TrainerWorker:
         weights = self._full_state() if self.sharded else None
         if self.rank != 0:
             return None
-        return str(save_checkpoint(run_dir, step, self._savable(weights), self.tokenizer,
+        return str(save_checkpoint(run_dir, step, self._savable(weights), self.processor or self.tokenizer,
                                    state | {"optimizer": optimizer}, keep=keep))
 
     def save_final(self, path: str | Path) -> None:
-        """Save the policy and tokenizer as an HF folder from rank 0; every rank must call it."""
+        """Save the policy and tokenizer (or processor) as an HF folder from rank 0; every rank must call it."""
         weights = self._full_state() if self.sharded else None
         if self.rank == 0:
             model = self._savable(weights)
             model.save_pretrained(path, safe_serialization=True)
-            self.tokenizer.save_pretrained(path)
+            (self.processor or self.tokenizer).save_pretrained(path)
 
     def _savable(self, weights: dict | None):
         """The module itself, or (FSDP) a fresh unsharded copy holding the gathered `weights`."""

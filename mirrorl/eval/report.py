@@ -63,6 +63,18 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
             "sft_mean_response_tokens", "rl_iterations", "rl_train_seconds", "sft_train_seconds", "wall_seconds")
     table = "\n".join(f"| {k} | {summary[k]:.4g} |" if isinstance(summary.get(k), float) else f"| {k} | {summary.get(k)} |"
                       for k in keys if k in summary)
+    tasks = sorted(summary.get("sft_per_task", {}))
+    task_rows = "\n".join(f"| {t} | {summary['sft_per_task'][t]:.3f} | {summary['rl_per_task'].get(t, float('nan')):.3f} |"
+                          for t in tasks)
+    task_table = f"""
+## Accuracy per task
+
+`read` is arithmetic rendered as a picture, `read_text` the same problems given as text.
+
+| task | after warm-up SFT | after RL |
+|---|---|---|
+{task_rows}
+""" if tasks else ""
     samples = "\n\n".join(f"prompt `{s['prompt'].strip()}` (gold {s['gold']}, {'correct' if s['correct'] else 'wrong'}):\n"
                           f"```\n{s['response']}\n```" for s in summary.get("rl_samples", [])[:4])
     text = f"""# mirrorl run report
@@ -80,7 +92,7 @@ wall time that RL took.
 | level | after warm-up SFT | continued SFT | after RL |
 |---|---|---|---|
 {rows}
-
+{task_table}
 ## Plots
 
 {chr(10).join(f'![{name}](plots/{name})' for name in images)}

@@ -1,20 +1,39 @@
-"""Load any Hugging Face causal-LM folder (the tiny demo model or a real checkpoint) as a policy."""
+"""Load any Hugging Face model folder (the tiny demo models or a real checkpoint) as a policy.
+
+Text models load through `AutoModelForCausalLM`; vision-language models (a config with a
+`vision_config`: LLaVA, Qwen2-VL, ...) through `AutoModelForImageTextToText`, with their processor
+from `load_processor`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer,
+                          PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin)
 
 
 class ModelLoadError(RuntimeError):
     """A model folder is missing or cannot be loaded; the message names the folder and the cause."""
 
 
+def _checked(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path}: not a model folder (no config.json); pass a folder written by "
+                             "save_pretrained, e.g. one made by `mirrorl tiny-model --out DIR`")
+    return path
+
+
+def is_vision_language(path: str | Path) -> bool:
+    """Whether the model folder holds a vision-language model (its config has a `vision_config`)."""
+    return getattr(AutoConfig.from_pretrained(_checked(path)), "vision_config", None) is not None
+
+
 def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu"
                 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer from a local folder (safetensors weights).
+    """Load a causal LM or vision-language model and its tokenizer from a local folder (safetensors weights).
 
     Args:
         path: a folder with `config.json`, weights and tokenizer files, as written by `save_pretrained`.
@@ -24,9 +43,11 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu"
     Returns: (model in train mode on `device`, tokenizer with a pad token and left padding).
     Raises: ModelLoadError naming the folder when it is missing or transformers cannot load it.
     """
+    path = _checked(path)
     tokenizer = load_tokenizer(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        auto = AutoModelForImageTextToText if is_vision_language(path) else AutoModelForCausalLM
+        model = auto.from_pretrained(path, dtype=getattr(torch, dtype))
     except Exception as err:  # transformers raises many types; the user needs the folder and the cause
         raise ModelLoadError(f"{path}: cannot load model or tokenizer: {type(err).__name__}: {err}") from err
     return model.to(device).train(), tokenizer
@@ -37,10 +58,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
     Raises: ModelLoadError naming the folder when it is missing or transformers cannot load it.
     """
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path}: not a model folder (no config.json); pass a folder written by "
-                             "save_pretrained, e.g. one made by `mirrorl tiny-model --out DIR`")
+    path = _checked(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as err:  # transformers raises many types; the user needs the folder and the cause
@@ -49,3 +67,19 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
+
+
+def load_processor(path: str | Path) -> ProcessorMixin | None:
+    """The multimodal processor (image preprocessing + tokenizer) of a vision-language model folder,
+    None for a text-only model. Image processors load in their PIL/numpy variant (`backend="pil"`),
+    which needs no torchvision.
+
+    Raises: ModelLoadError naming the folder when the processor cannot be loaded.
+    """
+    path = _checked(path)
+    if not is_vision_language(path):
+        return None
+    try:
+        return AutoProcessor.from_pretrained(path, backend="pil")
+    except Exception as err:
+        raise ModelLoadError(f"{path}: cannot load the processor: {type(err).__name__}: {err}") from err

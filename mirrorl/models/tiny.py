@@ -35,6 +35,18 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+def tiny_llama_config(tokenizer, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4,
+                      max_positions: int = 1024) -> LlamaConfig:
+    """The tiny Llama's config for `tokenizer` (vocabulary and special ids); arguments as in `create_tiny_model`."""
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=int(hidden_size * 2.6875),
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=max_positions, tie_word_embeddings=True, rope_theta=10000.0,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
 def create_tiny_model(out_dir: str | Path, hidden_size: int = 256, num_layers: int = 4,
                       num_heads: int = 4, max_positions: int = 1024, seed: int = 0) -> Path:
     """Create a randomly initialised Llama causal LM (about 3.2M parameters at the defaults) and save it.
@@ -49,15 +61,8 @@ def create_tiny_model(out_dir: str | Path, hidden_size: int = 256, num_layers: i
     """
     out_dir = Path(out_dir)
     tokenizer = char_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=int(hidden_size * 2.6875),
-        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
-        max_position_embeddings=max_positions, tie_word_embeddings=True, rope_theta=10000.0,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(tiny_llama_config(tokenizer, hidden_size, num_layers, num_heads, max_positions))
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir

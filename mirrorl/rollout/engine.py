@@ -2,13 +2,16 @@
 
 Every engine (Hugging Face `generate` here; vLLM behind the same interface) returns `Segment`s that
 carry the token ids, why generation stopped and which policy version produced them, so the trainer
-(and later a replay buffer for partial rollouts) never depends on the backend.
+(and later a replay buffer for partial rollouts) never depends on the backend. Prompts about a
+picture carry its tensors beside their token ids (`multimodal`, see `mirrorl.models.multimodal`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,14 @@ class RolloutEngine(Protocol):
     policy_version: int
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
-                 prefixes: list[list[int]] | None = None) -> list[Segment]:
+                 prefixes: list[list[int]] | None = None,
+                 multimodal: list[dict[str, Tensor] | None] | None = None) -> list[Segment]:
         """One segment per prompt, in order. With `prefixes`, continue each response from its prefix
         (tokens generated earlier, partial rollouts): the model conditions on prompt + prefix, the
-        segment holds only the new tokens, and repeat detection counts the prefix as response."""
+        segment holds only the new tokens, and repeat detection counts the prefix as response.
+        `multimodal[i]` holds prompt i's image tensors (None for a text prompt), as
+        `mirrorl.models.multimodal.encode_image_prompt` returns them; image placeholder tokens are
+        never generated."""
         ...
 
     def update_weights(self, state_dict: dict | None, version: int) -> None:

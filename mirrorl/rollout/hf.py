@@ -4,6 +4,7 @@ In the default single-process mode the engine and the trainer hold the same `nn.
 update is free (the colocated case of the report's section 2.6.3 with zero-copy transfer); when given
 a separate model, `update_weights` copies a state dict in place. Repeat detection runs inside
 `generate` as a `transformers` `StoppingCriteria`, so a looping row stops while the others go on.
+Image tensors of vision prompts are batched with their rows (`mirrorl.models.multimodal.collate`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from mirrorl.models.multimodal import collate, placeholder_token_ids
 from mirrorl.rollout.engine import SamplingParams, Segment
 from mirrorl.rollout.repeat import repeating_tail
 from mirrorl.trainer.precision import autocast
@@ -51,12 +53,14 @@ class HFEngine:
         eos_token_id, pad_token_id: token ids from the tokenizer.
         batch_size: prompts per `generate` call (memory knob).
         precision: "bf16" (autocast) or "fp32".
+    The model's image placeholder tokens (`placeholder_token_ids`) are suppressed in every response.
     """
 
     def __init__(self, model, eos_token_id: int, pad_token_id: int, batch_size: int = 256,
                  precision: str = "fp32", progress: bool = False):
         self.model, self.eos, self.pad = model, eos_token_id, pad_token_id
         self.batch_size, self.precision, self.progress = batch_size, precision, progress
+        self.suppressed = placeholder_token_ids(model.config)
         self.policy_version = 0
 
     @classmethod
@@ -72,7 +76,8 @@ class HFEngine:
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
-                 prefixes: list[list[int]] | None = None) -> list[Segment]:
+                 prefixes: list[list[int]] | None = None, multimodal: list[dict | None] | None = None
+                 ) -> list[Segment]:
         """Sample one response (or continuation of `prefixes[i]`) per prompt; see `RolloutEngine.generate`.
 
         Inputs (prompt + prefix) are sorted by length and left-padded per batch, so a batch pads little.
@@ -80,6 +85,7 @@ class HFEngine:
         kept up to the one that completed the loop) and the token limit ("length").
         """
         prefixes = prefixes or [[] for _ in prompts]
+        multimodal = multimodal or [None] * len(prompts)
         inputs = [p + q for p, q in zip(prompts, prefixes)]
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         out: list[Segment | None] = [None] * len(inputs)
@@ -108,6 +114,7 @@ class HFEngine:
                     top_p=None if greedy else sampling.top_p, top_k=None,
                     eos_token_id=self.eos, pad_token_id=self.pad,
                     stopping_criteria=StoppingCriteriaList([repeat] if repeat else []),
+                    suppress_tokens=self.suppressed or None, **collate([multimodal[i] for i in idx], device),
                 )
             stopped_at = repeat.stopped_at.tolist() if repeat else [-1] * len(idx)
             for row, i in enumerate(idx):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from torch import Tensor
+
 from mirrorl.rollout.engine import RolloutEngine, SamplingParams
 
 
@@ -32,6 +34,7 @@ class Trajectory:
         finish_reason: None while unfinished; then "stop", "repeat" or "length".
         reward: task reward (0/1), set once when the finished response is scored; None before.
         verdict: the checker's reason ("equal", "no_answer", ...; "truncated" or "repeat" unscored).
+        multimodal: the prompt's image tensors (`mirrorl.models.multimodal`), None for a text prompt.
     """
 
     prompt_ids: list[int]
@@ -40,6 +43,7 @@ class Trajectory:
     finish_reason: str | None = None
     reward: float | None = None
     verdict: str = ""
+    multimodal: dict[str, Tensor] | None = None
 
 
 @dataclass
@@ -63,9 +67,10 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return len(self.groups)
 
-    def add(self, prompt_index: int, prompt_ids: list[int], k: int) -> None:
-        """Start a group of k empty responses to a prompt."""
-        self.groups.append(Group(prompt_index, [Trajectory(list(prompt_ids)) for _ in range(k)]))
+    def add(self, prompt_index: int, prompt_ids: list[int], k: int, multimodal: dict | None = None) -> None:
+        """Start a group of k empty responses to a prompt (with its image tensors, if any)."""
+        self.groups.append(Group(prompt_index, [Trajectory(list(prompt_ids), multimodal=multimodal)
+                                                for _ in range(k)]))
 
     def trajectories(self) -> list[Trajectory]:
         """Every response in the buffer, group by group."""
@@ -105,9 +110,10 @@ def extend_rollouts(engine: RolloutEngine, trajectories: list[Trajectory], sampl
     if not pending:
         return 0
     most = max(max_response_tokens - len(t.response_ids) for t in pending)
+    images = {"multimodal": [t.multimodal for t in pending]} if any(t.multimodal for t in pending) else {}
     segments = engine.generate([t.prompt_ids for t in pending],
                                dataclasses.replace(sampling, max_new_tokens=min(budget_tokens, most)),
-                               prefixes=[t.response_ids for t in pending])
+                               prefixes=[t.response_ids for t in pending], **images)
     generated = 0
     for t, seg in zip(pending, segments):
         room = max_response_tokens - len(t.response_ids)

@@ -3,8 +3,9 @@
 Generated arithmetic (the demo) follows the report's setting (section 2.2): verified long-CoT traces
 are scarce (`warmup_size` traces, only the `warmup_levels`), while prompts with gold answers only are
 plentiful for RL. Held-out and dev prompts are disjoint from each other and from every training prompt.
-With `task.data` set, RL prompts come from that jsonl and the held-out set from `task.heldout_data`
-or a fixed-seed split of the data.
+With `task.generated=vision` the same sets hold generated pictures (`mirrorl.tasks.vision`), and every
+warm-up level gets traces. With `task.data` set, RL prompts come from that jsonl and the held-out set
+from `task.heldout_data` or a fixed-seed split of the data.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mirrorl.rewards import score
 from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic
 from mirrorl.tasks.jsonl import load_problems
 from mirrorl.tasks.problem import DataError, Problem, read_jsonl, write_jsonl
+from mirrorl.tasks.vision import generate_vision, vision_trace
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Datasets:
     rl: list[Problem]
     heldout: list[Problem]
     dev: list[Problem]
-    warmup: list[dict]  # {"prompt", "response"} verified chain-of-thought traces; empty for jsonl data
+    warmup: list[dict]  # {"prompt", "response"[, "image"]} verified chain-of-thought traces; empty for jsonl data
 
 
 def _instructed(problems: list[Problem], instruction: str) -> list[Problem]:
@@ -52,7 +54,7 @@ def build_datasets(cfg: TaskConfig, seed: int) -> Datasets:
                             "and a dev set; add rows or give task.heldout_data")
         return Datasets(rl=rl, heldout=heldout, dev=dev, warmup=[])
     try:
-        return _generated(cfg, seed)
+        return _generated_vision(cfg, seed) if cfg.generated == "vision" else _generated(cfg, seed)
     except ValueError as err:
         raise ConfigError(f"task: {err}; lower task.heldout_size, task.dev_size, task.warmup_size or "
                           "task.rl_prompts, or add levels") from None
@@ -71,6 +73,20 @@ def _generated(cfg: TaskConfig, seed: int) -> Datasets:
         if score(p, response).correct:  # keep only verified-correct traces (report section 2.2)
             warmup.append({"prompt": p.prompt, "response": response, "id": p.id, "level": p.level})
     rl = generate_arithmetic(cfg.rl_prompts, seed + 5, levels, exclude=excluded)
+    return Datasets(rl=rl, heldout=heldout, dev=dev, warmup=warmup)
+
+
+def _generated_vision(cfg: TaskConfig, seed: int) -> Datasets:
+    levels, tasks = tuple(cfg.levels), tuple(cfg.vision_tasks)
+    heldout = generate_vision(cfg.heldout_size, seed + 1, levels, tasks)
+    dev = generate_vision(cfg.dev_size, seed + 2, levels, tasks, exclude={p.id for p in heldout})
+    excluded = {p.id for p in heldout + dev}
+    warmup = []
+    for p in generate_vision(cfg.warmup_size, seed + 3, tuple(cfg.warmup_levels), tasks, exclude=excluded):
+        response = vision_trace(p)
+        if score(p, response).correct:  # verified traces only, as for arithmetic
+            warmup.append({"prompt": p.prompt, "response": response, "image": p.image, "id": p.id, "level": p.level})
+    rl = generate_vision(cfg.rl_prompts, seed + 5, levels, tasks, exclude=excluded)
     return Datasets(rl=rl, heldout=heldout, dev=dev, warmup=warmup)
 
 

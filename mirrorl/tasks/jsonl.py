@@ -10,7 +10,9 @@ Each row's format is detected from its keys:
   is kept as ``meta["subject"]``;
 * Countdown: ``numbers`` (or ``nums``) and ``target``;
 * HumanEval: ``prompt``, ``test`` and ``entry_point``; MBPP: ``text`` and ``test_list`` (code problems,
-  judged by running their tests in the sandbox).
+  judged by running their tests in the sandbox);
+* vision: ``image`` (a path relative to the file, or a base64 data URI), ``question`` (or ``prompt``) and
+  ``answer`` (see `mirrorl.tasks.images`); the image is decoded and checked while loading.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from mirrorl.rewards.math import last_boxed
 from mirrorl.tasks.code import humaneval_problem, mbpp_problem
 from mirrorl.tasks.countdown import countdown_problem
+from mirrorl.tasks.images import vision_problem
 from mirrorl.tasks.problem import DataError, Problem, read_jsonl
 
 ID_FIELDS = ("id", "unique_id", "task_id", "idx")
@@ -32,6 +35,7 @@ FORMATS = (
     "Countdown (numbers or nums, target)",
     "HumanEval (prompt, test, entry_point)",
     "MBPP (text, test_list)",
+    "vision (image, question or prompt, answer)",
 )
 _GSM8K_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _LEVEL = re.compile(r"(?:level\s*)?(\d+)", re.IGNORECASE)
@@ -53,7 +57,7 @@ def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     path = Path(path)
     problems = []
     for number, row in read_jsonl(path):
-        problems.append(_problem(row, f"{path} line {number}", f"{path.stem}-{number}"))
+        problems.append(_problem(row, f"{path} line {number}", f"{path.stem}-{number}", path.parent))
         if len(problems) == limit:
             break
     if not problems:
@@ -61,9 +65,11 @@ def load_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
     return problems
 
 
-def _problem(row: dict, where: str, default_id: str) -> Problem:
-    """Build the Problem of one row, detecting its format from its keys."""
+def _problem(row: dict, where: str, default_id: str, base_dir: Path) -> Problem:
+    """Build the Problem of one row, detecting its format from its keys (image paths are relative to `base_dir`)."""
     id = next((str(row[key]) for key in ID_FIELDS if row.get(key) is not None), default_id)
+    if "image" in row:
+        return vision_problem(row, where, id, base_dir, _level(row, where))
     if "test" in row and "entry_point" in row:
         return humaneval_problem(row, where)
     if "text" in row and "test_list" in row:

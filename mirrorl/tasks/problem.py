@@ -29,6 +29,8 @@ class Problem:
         pass_rate: measured difficulty in [0, 1] (share of correct samples of a warm-up model, report
             section 2.1; written by `mirrorl curate`); None when not measured. Prioritized and curriculum
             sampling start a prompt's success estimate from it (`mirrorl.sampling.make_sampler`).
+        image: the picture the prompt asks about (report section 2.3.5): a file path or an inline
+            ``data:image/png;base64,...`` URI, read by `mirrorl.tasks.images.open_image`; empty for text prompts.
     """
 
     id: str
@@ -38,9 +40,13 @@ class Problem:
     level: int = 0
     meta: dict = field(default_factory=dict)
     pass_rate: float | None = None
+    image: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        row = asdict(self)
+        if not self.image:  # text rows stay as they were before images existed
+            del row["image"]
+        return json.dumps(row)
 
 
 class DataError(ValueError):

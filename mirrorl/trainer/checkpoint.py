@@ -48,7 +48,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, state: dic
     Args:
         run_dir: the run folder; checkpoints go under `run_dir/checkpoints`.
         step: iteration number (names the folder).
-        model, tokenizer: saved with `save_pretrained` (safetensors).
+        model, tokenizer: saved with `save_pretrained` (safetensors); pass a vision-language model's
+            processor as `tokenizer` (it saves its tokenizer too).
         state: trainer state (optimizer, sampler, RNG, counters), saved with `torch.save`.
     Returns: the checkpoint folder.
     """

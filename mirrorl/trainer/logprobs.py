@@ -1,4 +1,9 @@
-"""Token log-probabilities of responses under a causal LM, from padded batches of (prompt, response)."""
+"""Token log-probabilities of responses under a causal LM, from padded batches of (prompt, response).
+
+Vision prompts add their image tensors (`multimodal`, batched by `mirrorl.models.multimodal.collate`),
+the same ones the rollout engine generated with. Their placeholder tokens lie in the prompt, so
+`pad_batch`'s response mask keeps them out of every loss.
+"""
 
 from __future__ import annotations
 
@@ -31,17 +36,21 @@ def pad_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int
 
 
 def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, precision: str = "bf16",
-                   with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+                   with_entropy: bool = False, multimodal: dict[str, Tensor] | None = None
+                   ) -> tuple[Tensor, Tensor | None]:
     """Log-probability of each next token, computed in float32 from the model's logits.
 
     Args:
         input_ids, attention_mask: (B, L) from `pad_batch`, on the model's device.
         precision: "bf16" autocast or "fp32" for the forward pass.
         with_entropy: also return the entropy of each next-token distribution (nats, no grad).
+        multimodal: the batch's image tensors, e.g. ``pixel_values`` (N_images, 3, H, W), for the
+            rows whose prompts hold image placeholders, in row order; None or {} for text.
     Returns: logprobs (B, L-1) with grad if enabled; entropy (B, L-1) or None.
     """
     with autocast(precision, input_ids.device):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                       **(multimodal or {})).logits
     log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     targets = input_ids[:, 1:].unsqueeze(-1)
     picked = log_probs.gather(-1, targets).squeeze(-1)

@@ -1,0 +1,61 @@
+"""Multimodal prompt inputs: a prompt with its picture in, token ids and per-prompt image tensors out.
+
+A vision-language model's processor turns ``<image>`` + prompt text into token ids (the placeholder
+expanded into one token per image feature, e.g. 16 for the demo's 64x64 picture in 16-pixel patches)
+and image tensors such as ``pixel_values`` (1, 3, H, W) for LLaVA, or flattened patches plus
+``image_grid_thw`` for Qwen2-VL. The rollout engine and the log-prob forward pass both receive these
+same tensors (`collate`), so training scores responses under exactly the inputs generation saw.
+Image placeholder tokens sit in the prompt, so the response mask already keeps them out of every loss;
+`placeholder_token_ids` also keeps the policy from generating one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mirrorl.tasks.images import open_image
+
+# Processor outputs that hold one entry per image (concatenated along dim 0 over a batch's images).
+IMAGE_KEYS = ("pixel_values", "image_grid_thw", "image_sizes")
+
+
+def encode_image_prompt(processor, text: str, image_ref: str, chat_template: bool = False
+                        ) -> tuple[list[int], dict[str, Tensor]]:
+    """Token ids and image tensors of a prompt about one picture.
+
+    The picture comes first: ``processor.image_token + text``, or with `chat_template` a user turn of
+    an image and the text through the processor's chat template.
+
+    Args:
+        processor: a `transformers` multimodal processor (`AutoProcessor`) with an `image_token`.
+        image_ref: a path or data URI (`mirrorl.tasks.images.open_image`).
+    Returns: (prompt token ids, {key: tensor} for the `IMAGE_KEYS` the processor produced, e.g.
+        ``pixel_values`` (1, 3, H, W) float).
+    Raises: DataError when the picture cannot be decoded.
+    """
+    if chat_template:
+        text = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+            add_generation_prompt=True, tokenize=False)
+    else:
+        text = processor.image_token + text
+    out = processor(text=[text], images=[open_image(image_ref)], return_tensors="pt")
+    return out["input_ids"][0].tolist(), {key: out[key] for key in IMAGE_KEYS if key in out}
+
+
+def collate(inputs: list[dict[str, Tensor] | None], device: torch.device | str | None = None) -> dict[str, Tensor]:
+    """The image tensors of a batch: each key's tensors of the rows that have images, concatenated
+    along dim 0 in row order (how LLaVA and Qwen2-VL match image features to placeholder tokens).
+    Rows without an image (None) add nothing; an all-text batch gives {}."""
+    rows = [row for row in inputs if row]
+    return {key: torch.cat([row[key] for row in rows]).to(device) for key in (rows[0] if rows else {})}
+
+
+def placeholder_token_ids(config) -> list[int]:
+    """Ids of the image/video placeholder tokens of a model config (none for a text-only model).
+
+    Generation must never emit one: the next forward pass would look for image features for it.
+    """
+    ids = {getattr(config, name, None) for name in ("image_token_id", "image_token_index", "video_token_id")}
+    return sorted(i for i in ids if isinstance(i, int))

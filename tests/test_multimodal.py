@@ -1,0 +1,124 @@
+"""Vision-language policies: loading, image tensors in generation and log-probs, masking, a smoke RL run."""
+
+import copy
+
+import pytest
+import torch
+
+from mirrorl.config import load_config
+from mirrorl.eval.evaluate import encode_problem
+from mirrorl.models.loading import load_policy, load_processor
+from mirrorl.models.multimodal import collate, encode_image_prompt
+from mirrorl.models.tiny_vl import IMAGE_TOKEN, create_tiny_vl_model
+from mirrorl.rl import train_rl
+from mirrorl.rollout.engine import SamplingParams
+from mirrorl.rollout.hf import HFEngine
+from mirrorl.tasks.datasets import build_datasets
+from mirrorl.tasks.vision import generate_vision
+from mirrorl.trainer.logprobs import pad_batch, token_logprobs
+
+
+@pytest.fixture(scope="module")
+def vl_dir(tmp_path_factory):
+    return create_tiny_vl_model(tmp_path_factory.mktemp("vl"), hidden_size=32, num_layers=2, num_heads=2,
+                                vision_hidden_size=16, vision_layers=1)
+
+
+@pytest.fixture(scope="module")
+def vl(vl_dir):
+    model, tokenizer = load_policy(vl_dir)
+    return model.eval(), tokenizer, load_processor(vl_dir)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return generate_vision(8, 0, (1, 2))  # count, compare, read (+ its text twin), ...
+
+
+def test_vision_language_folders_load_through_the_auto_classes(vl, tiny_model_dir):
+    model, tokenizer, processor = vl
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"  # no torchvision needed
+    assert tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) == model.config.image_token_id
+    assert load_processor(tiny_model_dir) is None  # a text-only model has none
+
+
+def test_image_prompt_holds_one_placeholder_per_patch(vl, problems):
+    _, tokenizer, processor = vl
+    ids, images = encode_image_prompt(processor, problems[0].prompt, problems[0].image)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert ids[:16] == [image_id] * 16 and image_id not in ids[16:]  # (64 / 16)^2 patches, CLS dropped
+    assert tokenizer.decode(ids[16:]) == problems[0].prompt
+    assert images["pixel_values"].shape == (1, 3, 64, 64)
+    assert encode_problem(tokenizer, problems[3], processor=processor)[1] is None  # read_text twin: text only
+    with pytest.raises(ValueError, match="has an image, but the model has no image processor"):
+        encode_problem(tokenizer, problems[0])
+
+
+def test_image_placeholders_are_outside_the_loss_mask(vl, problems):
+    _, tokenizer, processor = vl
+    ids, _ = encode_image_prompt(processor, problems[0].prompt, problems[0].image)
+    input_ids, _, mask = pad_batch([ids], [[5, 6, 2]], tokenizer.pad_token_id)
+    targets = input_ids[:, 1:]
+    assert mask[targets == tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)].sum() == 0
+    assert mask.sum() == 3 and targets[mask.bool()].tolist() == [5, 6, 2]
+
+
+def test_mixed_batches_score_each_row_as_alone(vl, problems):
+    """Image and text rows of different lengths in one batch: collate keeps each picture with its row."""
+    model, tokenizer, processor = vl
+    encoded = [encode_problem(tokenizer, p, processor=processor) for p in problems[:4]]
+    responses = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14]]
+    ids, attn, mask = pad_batch([e[0] for e in encoded], responses, tokenizer.pad_token_id)
+    with torch.no_grad():
+        batched, _ = token_logprobs(model, ids, attn, "fp32", multimodal=collate([e[1] for e in encoded]))
+        for row, (prompt, images) in enumerate(encoded):
+            one_ids, one_attn, one_mask = pad_batch([prompt], [responses[row]], tokenizer.pad_token_id)
+            alone, _ = token_logprobs(model, one_ids, one_attn, "fp32", multimodal=collate([images]))
+            torch.testing.assert_close(batched[row][mask[row].bool()], alone[0][one_mask[0].bool()],
+                                       atol=1e-5, rtol=1e-4)
+        # the picture matters: another picture under the same tokens changes the log-probs
+        swapped = collate([encoded[1][1], encoded[0][1]] + [e[1] for e in encoded[2:]])
+        other, _ = token_logprobs(model, ids, attn, "fp32", multimodal=swapped)
+    assert not torch.allclose(other[0][mask[0].bool()], batched[0][mask[0].bool()])
+
+
+def test_engine_generates_with_pictures_and_never_emits_placeholders(vl, problems):
+    model, tokenizer, processor = vl
+    encoded = [encode_problem(tokenizer, p, processor=processor) for p in problems[:4]]
+    engine = HFEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id, batch_size=4)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    batched = engine.generate([e[0] for e in encoded], greedy, multimodal=[e[1] for e in encoded])
+    alone = [engine.generate([e[0]], greedy, multimodal=[e[1]])[0] for e in encoded]
+    assert [s.token_ids for s in batched] == [s.token_ids for s in alone]
+
+    class FavourPlaceholder(torch.nn.Module):  # logits that rank the image token first
+        def forward(self, hidden):
+            logits = torch.zeros(*hidden.shape[:-1], model.config.text_config.vocab_size)
+            logits[..., model.config.image_token_id] = 10.0
+            return logits
+
+    placeholder = copy.deepcopy(model)
+    placeholder.lm_head = FavourPlaceholder()
+    engine = HFEngine(placeholder, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    segment = engine.generate([encoded[0][0]], greedy, multimodal=[encoded[0][1]])[0]
+    assert segment.token_ids and model.config.image_token_id not in segment.token_ids
+
+
+def test_smoke_rl_on_generated_vision_tasks_moves_vision_and_language_weights(vl_dir, tmp_path):
+    cfg = load_config(None, [
+        f"model.path={vl_dir}", "task.generated=vision", "task.levels=[1]", "task.heldout_size=8",
+        "task.dev_size=4", "task.warmup_size=4", "task.rl_prompts=16", "rl.iterations=2",
+        "rl.prompts_per_iteration=4", "rl.samples_per_prompt=2", "rl.max_response_tokens=8", "rl.eval_every=2",
+        "rl.save_every=2", "rl.drop_uniform_groups=false", "rl.optimizer=sgd", "rl.lr=0.5",
+        "eval.max_response_tokens=8", "run.precision=fp32"])
+    data = build_datasets(cfg.task, cfg.run.seed)
+    assert any(p.image for p in data.rl) and any(not p.image for p in data.rl)  # pictures and text twins
+    before, _ = load_policy(vl_dir)
+    summary = train_rl(cfg, data, tmp_path / "rl")
+    after, _ = load_policy(tmp_path / "rl" / "final")
+    assert load_processor(tmp_path / "rl" / "final") is not None
+    moved = {name for name, p in after.named_parameters()
+             if not torch.equal(p, dict(before.named_parameters())[name])}
+    assert any("vision_tower" in name for name in moved) and any("language_model" in name for name in moved)
+    assert set(summary["heldout_per_task"]) == {"count", "compare", "read", "read_text"}
