@@ -128,6 +128,20 @@ class RLConfig:
 
 
 @dataclass
+class RolloutConfig:
+    engine: str = opt("hf", "rollout and evaluation backend: hf (transformers generate on the trainer's own module) or "
+                      "vllm (its own copy of the weights, updated in place after every optimizer update; "
+                      "pip install -e .[vllm])")
+    colocate: bool = opt(False, "release the engine's memory during each training phase and take it back after "
+                         "(report section 2.6.3): vLLM sleep(level=1) on GPU, stop and restart on CPU; logs "
+                         "colocate/freed_mb")
+    logprob_parity: bool = opt(True, "engines return each sampled token's log-prob; log the mismatch with the "
+                               "trainer's recomputed log-probs (logprob_diff/mean_abs, logprob_diff/max) every iteration")
+    vllm_kv_cache_mb: int = opt(512, "vllm: memory for the KV cache, MiB (sets vLLM's kv_cache_memory_bytes)")
+    vllm_max_model_len: int = opt(0, "vllm: longest prompt + response in tokens; 0 = the model's max_position_embeddings")
+
+
+@dataclass
 class EvalConfig:
     samples: int = opt(1, "responses per prompt; pass@1 is averaged over them")
     temperature: float = opt(0.0, "0 = greedy decoding (pass@1 of the greedy answer); > 0 samples `samples` responses per prompt")
@@ -168,6 +182,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
@@ -180,7 +195,7 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd")}
+            "rl.optimizer": ("adamw", "sgd"), "rollout.engine": ("hf", "vllm")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -189,13 +204,13 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "eval.samples", "eval.max_response_tokens", "eval.batch_size", "task.heldout_size", "task.dev_size",
              "task.rl_prompts", "model.hidden_size", "model.num_layers", "model.num_heads", "long2short.prompts",
              "long2short.samples_per_prompt", "long2short.max_response_tokens", "dpo.beta", "dpo.length_ratio",
-             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size")
+             "dpo.lr", "dpo.steps", "dpo.batch_size", "dpo.micro_batch_size", "rollout.vllm_kv_cache_mb")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
-                 "long2short.merge_weight")
+                 "long2short.merge_weight", "rollout.vllm_max_model_len")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight")
 
