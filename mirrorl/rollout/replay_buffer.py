@@ -30,20 +30,20 @@ class Trajectory:
         prompt_ids: the prompt's token ids.
         response_ids: response tokens so far (all segments, in order).
         token_versions: for each response token, the policy version (iteration) that generated it.
-        token_logprobs: for each response token, its log-prob under the engine that generated it (NaN
-            where the engine returned none; see `SamplingParams.logprobs`).
         finish_reason: None while unfinished; then "stop", "repeat" or "length".
         reward: task reward (0/1), set once when the finished response is scored; None before.
         verdict: the checker's reason ("equal", "no_answer", ...; "truncated" or "repeat" unscored).
+        token_logprobs: for each response token, its log-prob under the engine that generated it (NaN
+            where the engine returned none; see `SamplingParams.logprobs`).
     """
 
     prompt_ids: list[int]
     response_ids: list[int] = field(default_factory=list)
     token_versions: list[int] = field(default_factory=list)
-    token_logprobs: list[float] = field(default_factory=list)
     finish_reason: str | None = None
     reward: float | None = None
     verdict: str = ""
+    token_logprobs: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -175,3 +175,14 @@ def test_rl_loop_on_vllm_logs_parity_and_freed_memory(vllm_engine, model_dir, tm
     start, _ = load_policy(model_dir)
     end, _ = load_policy(tmp_path / "final")
     assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), end.state_dict().values()))
+
+
+def test_logprob_parity_counts_only_current_policy_tokens_with_engine_logprobs():
+    from mirrorl.rl import logprob_parity
+    batch = [Trajectory([1], [5, 6, 7], [2, 3, 3], token_logprobs=[-9.0, -1.0, -2.0]),
+             Trajectory([1], [8, 9], [3, 3], token_logprobs=[-0.5, math.nan])]
+    trainer = [torch.tensor([-1.0, -1.1, -2.3]), torch.tensor([-0.5, -4.0])]
+    # version 3 tokens with an engine value: |-1.0 + 1.1| = 0.1, |-2.0 + 2.3| = 0.3, |-0.5 + 0.5| = 0
+    out = logprob_parity(batch, trainer, version=3)
+    assert out["logprob_diff/mean_abs"] == pytest.approx(0.4 / 3) and out["logprob_diff/max"] == pytest.approx(0.3)
+    assert logprob_parity(batch, trainer, version=4) == {}
