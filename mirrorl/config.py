@@ -131,7 +131,7 @@ class RLConfig:
 class RolloutConfig:
     engine: str = opt("hf", "rollout and evaluation backend: hf (transformers generate on the trainer's own module) or "
                       "vllm (its own copy of the weights, updated in place after every optimizer update; "
-                      "pip install -e .[vllm])")
+                      "make install-vllm)")
     colocate: bool = opt(False, "release the engine's memory during each training phase and take it back after "
                          "(report section 2.6.3): vLLM sleep(level=1) on GPU, stop and restart on CPU; logs "
                          "colocate/freed_mb")
