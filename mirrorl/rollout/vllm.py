@@ -10,8 +10,8 @@ What vLLM's API offers and what is built here:
 
 - Prompts go in as token ids (`{"prompt_token_ids": prompt + prefix}`), so a partial rollout continues
   from its prefix exactly as in `HFEngine`. Temperature 0 is greedy; each sampled request gets a seed
-  drawn from torch's global generator, so a run restored with its RNG state (`--resume`) samples the
-  same tokens again.
+  drawn from torch's global generator, so a run restored with its RNG state (`--resume`) draws the
+  same seeds again (same seed and logits, same tokens; resume has been tested with `HFEngine` only).
 - Log-probabilities: `logprobs=0` returns the sampled token's log-prob, and the engine is built with
   `logprobs_mode="raw_logprobs"`: log-softmax of the model's logits before temperature and top-p, the
   distribution pi_theta that the k1.5 loss is written in and that the trainer recomputes. The
