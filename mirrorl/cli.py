@@ -15,11 +15,11 @@ from mirrorl.config import Config, ConfigError, describe, load_config
 
 COMMANDS = {
     "demo": ("Run the CPU demo end to end: tiny model -> warm-up SFT -> k1.5 RL -> control -> report.",
-             ("run", "model", "task", "sft", "rl", "eval", "demo")),
+             ("run", "model", "task", "sft", "rl", "rollout", "eval", "demo")),
     "sft": ("Supervised fine-tuning (long-CoT warm-up) with dev-set early stopping.",
             ("run", "model", "task", "sft", "eval")),
     "rl": ("RL with the k1.5 online mirror-descent loss; --resume RUN_DIR continues a stopped run.",
-           ("run", "model", "task", "rl", "eval", "judge", "distributed")),
+           ("run", "model", "task", "rl", "rollout", "eval", "judge", "distributed")),
     "eval": ("Held-out accuracy (pass@1), accuracy per level and mean response tokens of one or more models.",
              ("run", "model", "task", "eval")),
     "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",

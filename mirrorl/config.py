@@ -138,6 +138,23 @@ class RLConfig:
 
 
 @dataclass
+class RolloutConfig:
+    engine: str = opt("hf", "rollout and evaluation backend: hf (transformers generate on the trainer's own module) or "
+                      "vllm (its own copy of the weights, updated in place after every optimizer update; "
+                      "make install-vllm)")
+    colocate: bool = opt(False, "release the engine's memory during each training phase and take it back after "
+                         "(report section 2.6.3): vLLM sleep(level=1) on GPU, stop and restart on CPU; logs "
+                         "colocate/freed_mb")
+    logprob_parity: bool = opt(False, "engines return each sampled token's log-prob; log the mismatch with the "
+                               "trainer's recomputed log-probs (logprob_diff/mean_abs, logprob_diff/max) every "
+                               "iteration. Costs a reference pass when rl.minibatches x rl.epochs = 1, and the hf "
+                               "engine keeps (batch x tokens x vocabulary) logits: on for the demo's 62-token "
+                               "vocabulary, think twice for a 150k one")
+    vllm_kv_cache_mb: int = opt(512, "vllm: memory for the KV cache, MiB (sets vLLM's kv_cache_memory_bytes)")
+    vllm_max_model_len: int = opt(0, "vllm: longest prompt + response in tokens; 0 = the model's max_position_embeddings")
+
+
+@dataclass
 class EvalConfig:
     samples: int = opt(1, "responses per prompt; pass@1 is averaged over them")
     temperature: float = opt(0.0, "0 = greedy decoding (pass@1 of the greedy answer); > 0 samples `samples` responses per prompt")
@@ -247,6 +264,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     long2short: Long2ShortConfig = field(default_factory=Long2ShortConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
@@ -266,7 +284,8 @@ _CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf1
             "rl.optimizer": ("adamw", "sgd"), "task.generated": ("arithmetic", "vision"),
             "rl.reward": ("rules", "judge", "rules_then_judge"),
             "judge.backend": ("http", "hf"),
-            "distributed.backend": ("local", "ray"), "distributed.trainer_strategy": ("ddp", "fsdp")}
+            "distributed.backend": ("local", "ray"), "distributed.trainer_strategy": ("ddp", "fsdp"),
+            "rollout.engine": ("hf", "vllm")}
 _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt", "rl.tau", "rl.clip_eps", "rl.lr",
              "rl.success_ema", "rl.priority_floor",
              "rl.minibatches", "rl.epochs", "rl.max_response_tokens", "rl.micro_batch_size", "rl.eval_every",
@@ -280,7 +299,7 @@ _POSITIVE = ("rl.iterations", "rl.prompts_per_iteration", "rl.samples_per_prompt
              "validate.generated_inputs", "validate.time_limit_s", "validate.concurrency", "judge.max_tokens",
              "judge.timeout_s", "judge.concurrency", "distributed.rollout_workers",
              "distributed.trainer_workers", "distributed.cpus_per_worker", "distributed.threads_per_worker",
-             "distributed.bucket_mb")
+             "distributed.bucket_mb", "rollout.vllm_kv_cache_mb")
 _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.success_initial",
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
@@ -288,7 +307,7 @@ _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.suc
                  "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
                  "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
                  "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature", "distributed.num_cpus",
-                 "distributed.gpus_per_worker", "distributed.max_restarts")
+                 "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate",
                 "validate.test_agreement", "validate.problem_pass")
@@ -335,6 +354,9 @@ def _validate(cfg: Config, source: str) -> None:
                           f"got {cfg.curate.drop_types}")
     if not cfg.task.vision_tasks or not set(cfg.task.vision_tasks) <= set(VISION_TASKS):
         raise ConfigError(f"{source}: task.vision_tasks must be a non-empty list of {VISION_TASKS}")
+    if cfg.distributed.backend == "ray" and (cfg.rollout.engine != "hf" or cfg.rollout.colocate):
+        raise ConfigError(f"{source}: the Ray backend's rollout workers run the hf engine, not colocated; "
+                          "rollout.engine=vllm and rollout.colocate need distributed.backend=local")
     if cfg.task.generated == "vision" and cfg.distributed.backend == "ray":
         raise ConfigError(f"{source}: the Ray backend's rollout workers take text prompts only; run vision tasks "
                           "with distributed.backend=local")

@@ -152,7 +152,6 @@ def test_config_needs_a_judge_and_excludes_reward_fn():
 
 
 def test_rl_iteration_rewards_come_from_the_judge(stub, tiny_model_dir, tmp_path, monkeypatch):
-    import mirrorl.distributed.backend
     from mirrorl.rl import train_rl
     from mirrorl.tasks.datasets import build_datasets
     stub.seen.clear()
@@ -168,7 +167,7 @@ def test_rl_iteration_rewards_come_from_the_judge(stub, tiny_model_dir, tmp_path
             return [hf.Segment(s.prompt_ids, s.token_ids, "stop", s.policy_version)
                     for s in super().generate(prompts, sampling, prefixes)]
 
-    monkeypatch.setattr(mirrorl.distributed.backend, "HFEngine", StoppingEngine)
+    monkeypatch.setattr(hf, "HFEngine", StoppingEngine)
     train_rl(cfg, build_datasets(cfg.task, cfg.run.seed), tmp_path / "run")
     [record] = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
                 if json.loads(line)["step"] == 1]

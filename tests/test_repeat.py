@@ -102,3 +102,19 @@ def test_prefix_counts_as_response_but_the_prompt_does_not(tiny_model_dir, monke
     assert (cont.finish_reason, cont.token_ids) == ("repeat", loop[34:36])  # 14 + 2 = 16 response tokens
     assert cont.prompt_ids == prompts[0]
     assert fresh.finish_reason == "stop" and fresh.token_ids == text + [tok.eos_token_id]
+
+
+def test_first_loop_end_is_where_per_token_stopping_stops():
+    """Cutting a finished response post hoc (vLLM) keeps what stopping after every token (HF) keeps."""
+    rng = random.Random(0)
+    found = 0
+    for _ in range(300):
+        response = [rng.randrange(2) for _ in range(rng.randrange(1, 40))]  # 2 symbols: loops are common
+        start = rng.randrange(len(response))
+        per_token = next((n for n in range(start + 1, len(response) + 1)
+                          if repeating_tail(torch.tensor([response[:n]]), 8, 3).item()), None)
+        assert repeat.first_loop_end(response, start, 8, 3) == per_token
+        found += per_token is not None
+    assert 30 < found < 270  # both outcomes were exercised
+    with pytest.raises(ValueError):
+        repeat.first_loop_end([1, 2], 0, 8, 5)

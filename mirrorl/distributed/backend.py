@@ -7,8 +7,8 @@ The master loop (`mirrorl.rl.train_rl`) is the same for both; it talks to a `Bac
     push_weights(version)              trainer -> rollout engines (`mirrorl.weights.transfer`)
     save_checkpoint / save_final / load_optimizer_state / close
 
-`LocalBackend` keeps one `TrainerWorker` in the calling process and an `HFEngine` on the same module,
-so weight transfer is free. `RayBackend` (`mirrorl.distributed.ray_backend`) places rollout and
+`LocalBackend` keeps one `TrainerWorker` in the calling process and the engine named by `rollout.engine`:
+`hf` on the same module, so weight transfer is free, or `vllm` with its own copy, updated in place. `RayBackend` (`mirrorl.distributed.ray_backend`) places rollout and
 trainer workers as Ray actors.
 """
 
@@ -21,8 +21,7 @@ import torch
 
 from mirrorl.config import Config
 from mirrorl.distributed.workers import TrainerWorker
-from mirrorl.rollout.engine import RolloutEngine
-from mirrorl.rollout.hf import HFEngine
+from mirrorl.rollout.engine import RolloutEngine, make_engine
 from mirrorl.weights.transfer import InProcessTransfer
 
 
@@ -59,8 +58,8 @@ class LocalBackend:
         self.trainer = TrainerWorker(model_path, cfg)  # threads: as the command set them
         self.trainer.connect()
         self.tokenizer = self.trainer.tokenizer
-        self.engine = HFEngine.from_config(self.trainer.module, self.tokenizer, cfg)
-        self.transfer = InProcessTransfer(self.engine)
+        self.engine = make_engine(cfg, self.trainer.module, self.tokenizer, str(model_path))
+        self.transfer = InProcessTransfer(self.engine, None if cfg.rollout.engine == "hf" else self.trainer.module)
 
     def update(self, batch, advantages, nominal_size, iteration, lr) -> dict:
         return self.trainer.update(batch, advantages, nominal_size, iteration, lr)

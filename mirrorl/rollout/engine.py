@@ -1,9 +1,11 @@
 """The rollout-engine interface: prompts in, response segments out.
 
-Every engine (Hugging Face `generate` here; vLLM behind the same interface) returns `Segment`s that
-carry the token ids, why generation stopped and which policy version produced them, so the trainer
-(and later a replay buffer for partial rollouts) never depends on the backend. Prompts about a
-picture carry its tensors beside their token ids (`multimodal`, see `mirrorl.models.multimodal`).
+Every engine (Hugging Face `generate` in `hf.py`, vLLM in `vllm.py`) returns `Segment`s that carry the
+token ids, why generation stopped, which policy version produced them and, on request, each token's
+log-probability under the engine's copy of the policy, so the trainer and the replay buffer never depend
+on the backend. `make_engine` picks the backend named by `rollout.engine`.
+Prompts about a picture carry its tensors beside their token ids (`multimodal`, see
+`mirrorl.models.multimodal`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class SamplingParams:
         repeat_window_tokens: stop a response whose last this-many tokens are a loop (see
             `mirrorl.rollout.repeat.repeating_tail`); 0 = no repeat detection.
         repeat_max_period_tokens: longest loop period the detector looks for (tokens).
+        logprobs: also return each generated token's log-probability (`Segment.logprobs`) under the
+            model's own distribution, log pi(y_t | x, y_<t) at temperature 1 before top-p: the quantity
+            the trainer recomputes, whatever `temperature` and `top_p` the sampling used.
     """
 
     temperature: float = 1.0
@@ -32,6 +37,7 @@ class SamplingParams:
     max_new_tokens: int = 200
     repeat_window_tokens: int = 0
     repeat_max_period_tokens: int = 0
+    logprobs: bool = False
 
 
 @dataclass
@@ -44,12 +50,15 @@ class Segment:
         finish_reason: ``"stop"`` (end-of-sequence produced), ``"length"`` (hit max_new_tokens) or
             ``"repeat"`` (stopped in a loop by repeat detection).
         policy_version: the iteration whose weights generated it (see `RolloutEngine.update_weights`).
+        logprobs: one log-probability (nats) per entry of `token_ids` under the engine's weights, when
+            `SamplingParams.logprobs` was set; None otherwise.
     """
 
     prompt_ids: list[int]
     token_ids: list[int]
     finish_reason: str
     policy_version: int
+    logprobs: list[float] | None = None
 
 
 class RolloutEngine(Protocol):
@@ -71,3 +80,39 @@ class RolloutEngine(Protocol):
     def update_weights(self, state_dict: dict | None, version: int) -> None:
         """Load the trainer's new weights (None when the engine already shares them) and record `version`."""
         ...
+
+    def sleep(self) -> None:
+        """Release the engine's memory while the trainer uses the device (colocated mode, report section
+        2.6.3); `wake_up` and then `update_weights` before the next `generate`."""
+        ...
+
+    def wake_up(self) -> None:
+        """Take the memory back after `sleep`."""
+        ...
+
+
+def make_engine(cfg, model, tokenizer, model_path: str, progress: bool = False) -> RolloutEngine:
+    """The rollout engine named by `cfg.rollout.engine`.
+
+    "hf" shares `model` (the trainer's module) and needs no weight transfer; "vllm" loads its own copy
+    from `model_path` (an HF folder holding the same weights as `model`) and receives the trainer's
+    state dict in `update_weights`. vLLM is imported only here, so the "hf" path runs without it.
+    Raises: ImportError naming the install command when "vllm" is asked for and not installed.
+    """
+    if cfg.rollout.engine == "vllm":
+        from mirrorl.rollout.vllm import VLLMEngine
+        return VLLMEngine.from_config(model_path, cfg, progress)
+    from mirrorl.rollout.hf import HFEngine
+    return HFEngine.from_config(model, tokenizer, cfg, progress)
+
+
+def memory_in_use_bytes(device: str) -> int:
+    """Memory taken on `device` now (bytes): on "cuda*" the whole device's used memory
+    (`torch.cuda.mem_get_info`, so memory vLLM allocates outside PyTorch's caching allocator counts);
+    on CPU this process's resident set size (psutil)."""
+    if device.startswith("cuda"):
+        import torch
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return total - free
+    import psutil
+    return psutil.Process().memory_info().rss

@@ -5,6 +5,13 @@ update is free (the colocated case of the report's section 2.6.3 with zero-copy 
 a separate model, `update_weights` copies a state dict in place. Repeat detection runs inside
 `generate` as a `transformers` `StoppingCriteria`, so a looping row stops while the others go on.
 Image tensors of vision prompts are batched with their rows (`mirrorl.models.multimodal.collate`).
+
+With `SamplingParams.logprobs`, each token's log-probability comes from `generate`'s raw logits
+(`output_logits`, before temperature and top-p) through `compute_transition_scores`. That keeps every
+step's logits until `generate` returns, (B, T, V) floats per batch: cheap for the demo's 62-token
+vocabulary, many GB for a 150k vocabulary and long responses (then turn `rollout.logprob_parity` off or
+lower `eval.batch_size`). Colocation needs nothing here: the engine holds no memory of its own, so
+`sleep` and `wake_up` do nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +81,12 @@ class HFEngine:
             self.model.load_state_dict(state_dict)
         self.policy_version = version
 
+    def sleep(self) -> None:
+        """Nothing to release: the engine's weights are the trainer's and the KV cache lives only inside `generate`."""
+
+    def wake_up(self) -> None:
+        """Nothing to take back (see `sleep`)."""
+
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
                  prefixes: list[list[int]] | None = None, multimodal: list[dict | None] | None = None
@@ -115,15 +128,21 @@ class HFEngine:
                     eos_token_id=self.eos, pad_token_id=self.pad,
                     stopping_criteria=StoppingCriteriaList([repeat] if repeat else []),
                     suppress_tokens=self.suppressed or None, **collate([multimodal[i] for i in idx], device),
+                    output_logits=sampling.logprobs, return_dict_in_generate=True,
                 )
+            logprobs = None
+            if sampling.logprobs:  # (B, T): log_softmax of each step's raw logits at the sampled token
+                logprobs = self.model.compute_transition_scores(
+                    gen.sequences, [step.float() for step in gen.logits], normalize_logits=True).tolist()
             stopped_at = repeat.stopped_at.tolist() if repeat else [-1] * len(idx)
             for row, i in enumerate(idx):
-                tokens = gen[row, width:].tolist()
+                tokens = gen.sequences[row, width:].tolist()
                 end, reason = len(tokens), "length"
                 if self.eos in tokens:
                     end, reason = tokens.index(self.eos) + 1, "stop"
                 if 0 < stopped_at[row] <= end:  # after a row stops, generate pads it (pad may equal eos)
                     end, reason = stopped_at[row], "repeat"
-                out[i] = Segment(prompts[i], tokens[:end], reason, self.policy_version)
+                out[i] = Segment(prompts[i], tokens[:end], reason, self.policy_version,
+                                 logprobs[row][:end] if logprobs else None)
         self.model.train(was_training)
         return out

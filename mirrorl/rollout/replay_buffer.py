@@ -16,6 +16,7 @@ finished. A response finishes with "stop" (end-of-sequence), "repeat" (stopped i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -35,6 +36,8 @@ class Trajectory:
         reward: task reward (0/1), set once when the finished response is scored; None before.
         verdict: the checker's reason ("equal", "no_answer", ...; "truncated" or "repeat" unscored).
         multimodal: the prompt's image tensors (`mirrorl.models.multimodal`), None for a text prompt.
+        token_logprobs: for each response token, its log-prob under the engine that generated it (NaN
+            where the engine returned none; see `SamplingParams.logprobs`).
     """
 
     prompt_ids: list[int]
@@ -44,6 +47,7 @@ class Trajectory:
     reward: float | None = None
     verdict: str = ""
     multimodal: dict[str, Tensor] | None = None
+    token_logprobs: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -87,7 +91,9 @@ class ReplayBuffer:
                             "trajectories": [dataclasses.asdict(t) for t in g.trajectories]} for g in self.groups]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.groups = [Group(g["prompt_index"], [Trajectory(**t) for t in g["trajectories"]]) for g in state["groups"]]
+        # buffers saved before engine log-probs were kept: NaN for each token so far
+        self.groups = [Group(g["prompt_index"], [Trajectory(**({"token_logprobs": [math.nan] * len(t["response_ids"])} | t))
+                                                 for t in g["trajectories"]]) for g in state["groups"]]
 
 
 def extend_rollouts(engine: RolloutEngine, trajectories: list[Trajectory], sampling: SamplingParams,
@@ -96,7 +102,7 @@ def extend_rollouts(engine: RolloutEngine, trajectories: list[Trajectory], sampl
 
     Each segment has at most `budget_tokens` tokens and never takes a response past
     `max_response_tokens` in total (tokens beyond it are dropped and the response ends as "length").
-    New tokens are tagged with `engine.policy_version`.
+    New tokens are tagged with `engine.policy_version` and the engine's log-probs (`sampling.logprobs`).
 
     Args:
         engine: generates continuations of prompt + prefix (`RolloutEngine.generate` with `prefixes`).
@@ -120,6 +126,7 @@ def extend_rollouts(engine: RolloutEngine, trajectories: list[Trajectory], sampl
         new = seg.token_ids[:room]
         t.response_ids = t.response_ids + new
         t.token_versions = t.token_versions + [seg.policy_version] * len(new)
+        t.token_logprobs = t.token_logprobs + (seg.logprobs[:room] if seg.logprobs else [math.nan] * len(new))
         generated += len(new)
         if seg.finish_reason in ("stop", "repeat") and len(seg.token_ids) <= room:
             t.finish_reason = seg.finish_reason

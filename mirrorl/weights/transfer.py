@@ -130,13 +130,20 @@ class WeightTransfer(Protocol):
 
 
 class InProcessTransfer:
-    """The engine shares the trainer's module (backend `local`): zero bytes move."""
+    """Weights to an engine in this process (backend `local`). An engine on the trainer's own module
+    (`rollout.engine=hf`) needs nothing moved; one with its own copy (`vllm`) is given the trainer's
+    state dict, which it loads in place.
 
-    def __init__(self, engine):
-        self.engine = engine
+    Args:
+        engine: the rollout engine.
+        module: the trainer's module when the engine holds its own copy of the weights, else None.
+    """
+
+    def __init__(self, engine, module=None):
+        self.engine, self.module = engine, module
 
     def push(self, version: int) -> dict:
-        self.engine.update_weights(None, version)
+        self.engine.update_weights(None if self.module is None else self.module.state_dict(), version)
         return {}
 
 
