@@ -204,8 +204,9 @@ class TrainerWorker:
         return model
 
     def close(self) -> None:
-        """Leave the process group."""
-        if dist.is_initialized():
+        """Leave the process group `connect` joined (none with `world_size == 1`: a default group in this
+        process then belongs to someone else, e.g. an in-process vLLM engine, and stays)."""
+        if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
