@@ -63,6 +63,19 @@ def test_hf_engine_logprobs_match_the_trainer(model_dir, encoded):
     assert diff.mean() < 1e-5 and diff.max() < 1e-4  # raw logits: temperature and top-p do not enter
 
 
+def test_hf_engine_static_cache_generates_what_the_growing_cache_does(model_dir, encoded):
+    model, tok = load_policy(model_dir)
+    outputs = []
+    for static in (True, False):
+        engine = HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=8, static_cache=static)
+        segments = engine.generate(encoded, SamplingParams(temperature=0, max_new_tokens=32, logprobs=True))
+        outputs.append(segments)
+    assert [s.token_ids for s in outputs[0]] == [s.token_ids for s in outputs[1]]
+    assert [s.finish_reason for s in outputs[0]] == [s.finish_reason for s in outputs[1]]
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=1e-4, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def vllm_engine(model_dir):
     pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm (pip install -e '.[vllm]', then removes torchvision, "

@@ -60,21 +60,25 @@ class HFEngine:
         eos_token_id, pad_token_id: token ids from the tokenizer.
         batch_size: prompts per `generate` call (memory knob).
         precision: "bf16" (autocast) or "fp32".
+        static_cache: a preallocated KV cache (batch x (input + max_new_tokens) positions per layer) written
+            in place, instead of a cache that grows by concatenation and is copied every step.
     The model's image placeholder tokens (`placeholder_token_ids`) are suppressed in every response.
     """
 
     def __init__(self, model, eos_token_id: int, pad_token_id: int, batch_size: int = 256,
-                 precision: str = "fp32", progress: bool = False):
+                 precision: str = "fp32", progress: bool = False, static_cache: bool = True):
         self.model, self.eos, self.pad = model, eos_token_id, pad_token_id
         self.batch_size, self.precision, self.progress = batch_size, precision, progress
+        self.cache = "static" if static_cache else None
         self.suppressed = placeholder_token_ids(model.config)
         self.policy_version = 0
 
     @classmethod
     def from_config(cls, model, tokenizer, cfg, progress: bool = False) -> "HFEngine":
-        """An engine with the run's generation batch size (`eval.batch_size`) and `run.generation_precision`."""
+        """An engine with the run's generation batch size (`eval.batch_size`), `run.generation_precision`
+        and `rollout.static_cache`."""
         return cls(model, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.eval.batch_size,
-                   cfg.run.generation_precision, progress)
+                   cfg.run.generation_precision, progress, cfg.rollout.static_cache)
 
     def update_weights(self, state_dict: dict | None, version: int) -> None:
         if state_dict is not None:
@@ -128,7 +132,7 @@ class HFEngine:
                     eos_token_id=self.eos, pad_token_id=self.pad,
                     stopping_criteria=StoppingCriteriaList([repeat] if repeat else []),
                     suppress_tokens=self.suppressed or None, **collate([multimodal[i] for i in idx], device),
-                    output_logits=sampling.logprobs, return_dict_in_generate=True,
+                    output_logits=sampling.logprobs, return_dict_in_generate=True, cache_implementation=self.cache,
                 )
             logprobs = None
             if sampling.logprobs:  # (B, T): log_softmax of each step's raw logits at the sampled token
