@@ -77,6 +77,7 @@ def run_trl(args, out: Path) -> dict:
 
     from mirrorl.config import load_config
     from mirrorl.eval.evaluate import evaluate
+    from mirrorl.metrics import PhaseTimer
     from mirrorl.rewards import score
     from mirrorl.rollout.hf import HFEngine
     from mirrorl.tasks.datasets import load_run_datasets
@@ -95,22 +96,16 @@ def run_trl(args, out: Path) -> dict:
     def verifier_reward(prompts, completions, index, **_):
         return [float(score(problems[i], text).correct) for i, text in zip(index, completions)]
 
-    phases = {"rollout": 0.0, "reward": 0.0}
+    timer = PhaseTimer()  # the same phase clock as mirrorl's loop
 
     class Timed(GRPOTrainer):
         def _generate_single_turn(self, *a, **kw):
-            start = time.perf_counter()
-            try:
+            with timer("rollout"):
                 return super()._generate_single_turn(*a, **kw)
-            finally:
-                phases["rollout"] += time.perf_counter() - start
 
         def _calculate_rewards(self, *a, **kw):
-            start = time.perf_counter()
-            try:
+            with timer("reward"):
                 return super()._calculate_rewards(*a, **kw)
-            finally:
-                phases["reward"] += time.perf_counter() - start
 
     iterations, curve, train_seconds = [], [], [0.0]
     engine = HFEngine.from_config(model, tokenizer, cfg)
@@ -123,11 +118,12 @@ def run_trl(args, out: Path) -> dict:
 
     class Clock(TrainerCallback):
         def on_step_begin(self, *_, **__):
-            phases.update(rollout=0.0, reward=0.0)
+            timer.pop()
             self.start = time.perf_counter()
 
         def on_step_end(self, _args, state, control, **__):
             seconds = time.perf_counter() - self.start
+            phases = {"rollout": timer.seconds.get("rollout", 0.0), "reward": timer.seconds.get("reward", 0.0)}
             lengths = trainer._metrics["train"]["completions/mean_length"]
             iterations.append({"rollout": phases["rollout"], "reward": phases["reward"],
                                "logprobs_update": seconds - phases["rollout"] - phases["reward"], "other": 0.0,
