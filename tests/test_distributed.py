@@ -1,12 +1,7 @@
 """The Ray backend on toy models: data-parallel updates equal the single-process one, rollouts use the
 weights of their iteration, a killed rollout worker loses no prompt, and Ray runs resume exactly."""
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 import torch
@@ -23,7 +18,7 @@ from mirrorl.rollout.engine import SamplingParams  # noqa: E402
 from mirrorl.rollout.replay_buffer import Trajectory  # noqa: E402
 from mirrorl.tasks.datasets import build_datasets  # noqa: E402
 
-from test_rl_loop import DRIVER, TINY, _comparable, _rl_records, varied_reward  # noqa: E402
+from test_rl_loop import TINY, _comparable, _rl_records, straight_and_killed_runs, varied_reward  # noqa: E402
 
 # 2 rollout + 2 trainer actors at 0.5 CPU each fit the 4 logical CPUs of the test instance. Every test that
 # starts actors takes 30-60 s on 2 busy cores (Ray start-up, one torch import per actor), hence `slow`.
@@ -162,17 +157,6 @@ def test_ray_run_trains_and_resumes_like_a_straight_run(tiny_model_dir, tmp_path
 @pytest.mark.slow
 def test_kill_9_then_resume_with_ray(tiny_model_dir, tmp_path):
     """The master killed with SIGKILL mid-run; --resume on a fresh Ray instance logs what a straight run logs."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    args = TINY + RAY + [f"model.path={tiny_model_dir}", "rl.iterations=5", "rl.save_every=1", "distributed.num_cpus=4"]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    subprocess.run([sys.executable, driver, tmp_path / "straight", "fresh", *args], check=True, env=env)
-    victim = subprocess.Popen([sys.executable, driver, tmp_path / "killed", "fresh", *args], env=env)
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
-    while not (latest.exists() and latest.read_text().strip() >= "iter_000002"):
-        assert victim.poll() is None, "run ended before it could be killed"
-        time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    subprocess.run([sys.executable, driver, tmp_path / "killed", "resume", *args], check=True, env=env)
+    straight_and_killed_runs(tmp_path, TINY + RAY + [f"model.path={tiny_model_dir}", "rl.iterations=5",
+                                                     "rl.save_every=1", "distributed.num_cpus=4"])
     assert _comparable(_rl_records(tmp_path / "killed")) == _comparable(_rl_records(tmp_path / "straight"))

@@ -99,11 +99,11 @@ rl.train_rl(cfg, build_datasets(cfg.task, cfg.run.seed), sys.argv[1], resume=sys
 """
 
 
-@pytest.mark.slow
-def test_kill_9_then_resume_matches_straight_run(tiny_model_dir, tmp_path):
+def straight_and_killed_runs(tmp_path, args: list[str]) -> None:
+    """`DRIVER` runs RL with `args` straight into tmp_path/straight, and into tmp_path/killed until its
+    second checkpoint, where it gets SIGKILL, then `--resume`s it there to the end."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    args = TINY + [f"model.path={tiny_model_dir}", "rl.iterations=6", "rl.save_every=1"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     subprocess.run([sys.executable, driver, tmp_path / "straight", "fresh", *args], check=True, env=env)
     victim = subprocess.Popen([sys.executable, driver, tmp_path / "killed", "fresh", *args], env=env)
@@ -114,6 +114,11 @@ def test_kill_9_then_resume_matches_straight_run(tiny_model_dir, tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     subprocess.run([sys.executable, driver, tmp_path / "killed", "resume", *args], check=True, env=env)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_straight_run(tiny_model_dir, tmp_path):
+    straight_and_killed_runs(tmp_path, TINY + [f"model.path={tiny_model_dir}", "rl.iterations=6", "rl.save_every=1"])
     assert _comparable(_rl_records(tmp_path / "killed")) == _comparable(_rl_records(tmp_path / "straight"))
 
 
