@@ -15,6 +15,7 @@ so running the same `mirrorl demo` command again after a crash or kill continues
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -60,6 +61,19 @@ def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path,
         info["curve"].append((info["train_seconds"], info["steps"], result.accuracy))
     return info | {"heldout_accuracy": result.accuracy, "heldout_per_level": result.per_level,
                    "heldout_per_task": result.per_task, "mean_response_tokens": result.mean_response_tokens}
+
+
+def _greedy_stage(cfg: Config, models: dict[str, Path], heldout) -> dict:
+    """Greedy pass@1 (overall and per level) of each model folder, reported beside a sampled evaluation."""
+    greedy = dataclasses.replace(cfg.eval, temperature=0.0)
+    result = {}
+    for name, folder in models.items():
+        model, tokenizer = load_policy(folder, device=cfg.run.device)
+        processor = load_processor(folder)
+        engine = HFEngine.from_config(model, tokenizer, cfg)
+        scored = evaluate(engine, tokenizer, heldout, greedy, cfg.model.chat_template, processor)
+        result[name] = {"accuracy": scored.accuracy, "per_level": _by_level(scored.per_level)}
+    return result
 
 
 def _by_level(per_level: dict) -> dict[str, float]:
@@ -110,12 +124,20 @@ def run_demo(cfg: Config) -> dict:
             "sft_control", rl["train_seconds"]))
         print(f"[demo] continued-SFT held-out accuracy {control['heldout_accuracy']:.3f}")
 
+    greedy = {}
+    if cfg.eval.temperature > 0:  # sampled pass@1 is the headline (as the report's); greedy is shown beside it
+        models = {"sft": out / "sft" / "model", "rl": out / "rl" / "final"} | (
+            {"sft_continued": out / "sft_control" / "model"} if control else {})
+        greedy = _stage(out / "greedy.json", lambda: _greedy_stage(cfg, models, data.heldout))
+
     summary = {
         "sft_accuracy": sft["heldout_accuracy"],
         "rl_accuracy": rl["heldout_accuracy"],
         "sft_continued_accuracy": control.get("heldout_accuracy"),
         "rl_gain": rl["heldout_accuracy"] - sft["heldout_accuracy"],
         "rl_gain_over_control": (rl["heldout_accuracy"] - control["heldout_accuracy"]) if control else None,
+        **{f"{name}_greedy_accuracy": g["accuracy"] for name, g in greedy.items()},
+        **({"greedy_per_level": {name: g["per_level"] for name, g in greedy.items()}} if greedy else {}),
         "heldout_size": len(data.heldout),
         "decoding": "greedy" if cfg.eval.temperature <= 0 else f"sampled (T={cfg.eval.temperature}, n={cfg.eval.samples})",
         "mean_response_tokens": rl["mean_response_tokens"],

@@ -30,6 +30,9 @@ def test_demo_quick_run_writes_every_output(tmp_path):
                 "wall_seconds", "sft_per_level", "rl_per_level"):
         assert summary[key] is not None, key
     assert summary["heldout_size"] == 8
+    if summary["decoding"].startswith("sampled"):  # the demo recipe samples; greedy pass@1 is reported beside it
+        assert set(summary["greedy_per_level"]) == {"sft", "rl", "sft_continued"}
+        assert 0 <= summary["rl_greedy_accuracy"] <= 1
     base, _ = load_policy(out / "base_model")
     sft, _ = load_policy(out / "sft" / "model")
     control, _ = load_policy(out / "sft_control" / "model")

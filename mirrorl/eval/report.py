@@ -59,7 +59,8 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
     levels = sorted(summary.get("sft_per_level", {}), key=int)
     rows = "\n".join(f"| {lv} | {summary['sft_per_level'][lv]:.3f} | {summary.get('sft_continued_per_level', {}).get(lv, float('nan')):.3f} "
                      f"| {summary['rl_per_level'][lv]:.3f} |" for lv in levels)
-    keys = ("sft_accuracy", "sft_continued_accuracy", "rl_accuracy", "heldout_size", "mean_response_tokens",
+    keys = ("sft_accuracy", "sft_continued_accuracy", "rl_accuracy", "sft_greedy_accuracy",
+            "sft_continued_greedy_accuracy", "rl_greedy_accuracy", "heldout_size", "mean_response_tokens",
             "sft_mean_response_tokens", "rl_iterations", "rl_train_seconds", "sft_train_seconds", "wall_seconds")
     table = "\n".join(f"| {k} | {summary[k]:.4g} |" if isinstance(summary.get(k), float) else f"| {k} | {summary.get(k)} |"
                       for k in keys if k in summary)
