@@ -291,19 +291,15 @@ def _sft(cfg) -> None:
 
 
 def _eval(args, cfg) -> None:
-    from mirrorl.eval.evaluate import evaluate
+    from mirrorl.eval.evaluate import evaluate_folder
     from mirrorl.eval.report import write_token_efficiency
-    from mirrorl.models.loading import load_policy, load_processor
-    from mirrorl.rollout.hf import HFEngine
     from mirrorl.tasks.datasets import build_datasets
     if not args.model:
         raise ConfigError("eval: give at least one model folder with --model DIR [DIR ...]")
     heldout = build_datasets(cfg.task, cfg.run.seed).heldout
     rows = {}
     for path in args.model:
-        model, tokenizer = load_policy(path, device=cfg.run.device)
-        engine = HFEngine.from_config(model, tokenizer, cfg, progress=True)
-        result = evaluate(engine, tokenizer, heldout, cfg.eval, cfg.model.chat_template, load_processor(path))
+        result = evaluate_folder(path, heldout, cfg, progress=True)
         rows[path] = {"accuracy": result.accuracy, "mean_response_tokens": result.mean_response_tokens,
                       "per_level": result.per_level, "per_task": result.per_task,
                       "parse_failures": result.parse_failures}

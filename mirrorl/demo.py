@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from mirrorl.config import Config, ConfigError, load_config, save_config
-from mirrorl.eval.evaluate import evaluate
+from mirrorl.eval.evaluate import evaluate, evaluate_folder
 from mirrorl.eval.report import write_report
 from mirrorl.models.loading import load_policy, load_processor
 from mirrorl.models.tiny import create_tiny_model
@@ -66,14 +66,8 @@ def _sft_stage(cfg: Config, start: Path, examples, eval_set, heldout, out: Path,
 def _greedy_stage(cfg: Config, models: dict[str, Path], heldout) -> dict:
     """Greedy pass@1 (overall and per level) of each model folder, reported beside a sampled evaluation."""
     greedy = dataclasses.replace(cfg.eval, temperature=0.0)
-    result = {}
-    for name, folder in models.items():
-        model, tokenizer = load_policy(folder, device=cfg.run.device)
-        processor = load_processor(folder)
-        engine = HFEngine.from_config(model, tokenizer, cfg)
-        scored = evaluate(engine, tokenizer, heldout, greedy, cfg.model.chat_template, processor)
-        result[name] = {"accuracy": scored.accuracy, "per_level": _by_level(scored.per_level)}
-    return result
+    scored = {name: evaluate_folder(folder, heldout, cfg, greedy) for name, folder in models.items()}
+    return {name: {"accuracy": r.accuracy, "per_level": _by_level(r.per_level)} for name, r in scored.items()}
 
 
 def _by_level(per_level: dict) -> dict[str, float]:

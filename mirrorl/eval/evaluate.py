@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from mirrorl.config import EvalConfig
+from mirrorl.config import Config, EvalConfig
+from mirrorl.models.loading import load_policy, load_processor
 from mirrorl.models.multimodal import encode_image_prompt
 from mirrorl.rewards import score
 from mirrorl.rollout.engine import SamplingParams
+from mirrorl.rollout.hf import HFEngine
 from mirrorl.tasks.problem import Problem
 
 
@@ -95,3 +97,16 @@ def evaluate(engine, tokenizer, problems: list[Problem], cfg: EvalConfig, chat_t
         num_prompts=len(problems),
         samples=shown,
     )
+
+
+def evaluate_folder(model_dir, problems: list[Problem], cfg: Config, eval_cfg: EvalConfig | None = None,
+                    progress: bool = False) -> EvalResult:
+    """`evaluate` for the model saved in `model_dir` (loaded with its processor, if it has one), generating
+    with the run's `HFEngine` settings; `eval_cfg` overrides `cfg.eval` (e.g. greedy beside a sampled run).
+
+    Raises: ModelLoadError for a folder that holds no loadable model; see `evaluate`.
+    """
+    model, tokenizer = load_policy(model_dir, device=cfg.run.device)
+    engine = HFEngine.from_config(model, tokenizer, cfg, progress)
+    return evaluate(engine, tokenizer, problems, eval_cfg or cfg.eval, cfg.model.chat_template,
+                    load_processor(model_dir))

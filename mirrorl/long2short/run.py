@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mirrorl.config import Config
-from mirrorl.eval.evaluate import evaluate
+from mirrorl.eval.evaluate import evaluate_folder
 from mirrorl.eval.report import write_token_efficiency
 from mirrorl.long2short.dpo import build_pairs, train_dpo
 from mirrorl.long2short.merge import merge_models
@@ -85,9 +85,7 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
 
     results = {}
     for label, path in models.items():
-        model, tokenizer = load_policy(path, device=cfg.run.device)
-        result = evaluate(HFEngine.from_config(model, tokenizer, cfg), tokenizer, data.heldout, cfg.eval,
-                          cfg.model.chat_template)
+        result = evaluate_folder(path, data.heldout, cfg)
         results[label] = {"path": str(path), "accuracy": result.accuracy,
                           "mean_response_tokens": result.mean_response_tokens, "per_level": result.per_level}
         print(f"[long2short] {label}: accuracy {result.accuracy:.3f}  mean tokens {result.mean_response_tokens:.1f}")
