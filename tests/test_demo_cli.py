@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import mirrorl.demo
 from mirrorl.cli import main
 from mirrorl.models.loading import load_policy
 
@@ -15,8 +16,14 @@ QUICK = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "tas
          "rl.minibatches=2", "eval.max_response_tokens=24", "rl.eval_every=1", "rl.save_every=1"]
 
 
-def test_demo_quick_run_writes_every_output(tmp_path):
+def test_demo_quick_run_writes_every_output(tmp_path, monkeypatch):
     out = tmp_path / "demo"
+    greedy_calls, evaluate_folder = [], mirrorl.demo.evaluate_folder
+
+    def spy(folder, problems, cfg, eval_cfg=None, **kwargs):  # which models the greedy stage decodes, and how
+        greedy_calls.append((Path(folder).relative_to(out).as_posix(), eval_cfg.temperature))
+        return evaluate_folder(folder, problems, cfg, eval_cfg, **kwargs)
+    monkeypatch.setattr(mirrorl.demo, "evaluate_folder", spy)
     assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK]) == 0
     for name in ("config.yaml", "summary.json", "report.md", "plots/reward.png", "plots/heldout_accuracy.png",
                  "plots/response_length.png", "plots/accuracy_vs_time.png", "data/heldout.jsonl",
@@ -32,6 +39,7 @@ def test_demo_quick_run_writes_every_output(tmp_path):
     assert summary["heldout_size"] == 8
     if summary["decoding"].startswith("sampled"):  # the demo recipe samples; greedy pass@1 is reported beside it
         assert set(summary["greedy_per_level"]) == {"sft", "rl", "sft_continued"}
+        assert greedy_calls == [("sft/model", 0.0), ("rl/final", 0.0), ("sft_control/model", 0.0)]
         assert 0 <= summary["rl_greedy_accuracy"] <= 1
     base, _ = load_policy(out / "base_model")
     sft, _ = load_policy(out / "sft" / "model")
