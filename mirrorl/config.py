@@ -42,6 +42,8 @@ class ModelConfig:
     num_layers: int = opt(4, "tiny model only: transformer layers")
     num_heads: int = opt(4, "tiny model only: attention heads")
     chat_template: bool = opt(False, "wrap prompts with the tokenizer's chat template (instruction-tuned models)")
+    freeze_vision_tower: bool = opt(False, "vision-language models: train the projector and language model only "
+                                    "(SFT and RL); the image encoder keeps its weights")
 
 
 @dataclass

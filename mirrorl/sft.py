@@ -23,7 +23,7 @@ from mirrorl.algorithms.losses import sft_loss
 from mirrorl.config import Config
 from mirrorl.eval.evaluate import encode_problem, evaluate
 from mirrorl.metrics import MetricsLogger
-from mirrorl.models.multimodal import collate
+from mirrorl.models.multimodal import collate, freeze_vision_tower, trainable_parameters
 from mirrorl.rollout.hf import HFEngine
 from mirrorl.tasks.problem import Problem
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
@@ -104,7 +104,9 @@ def run_sft(model, tokenizer, examples: list[dict], eval_problems, cfg: Config, 
     logger.truncate_after(-1)  # SFT always starts over: drop records of an earlier, unfinished attempt
     data = encode_examples(tokenizer, examples, cfg.model.chat_template, processor)
     rng = random.Random(cfg.run.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.sft.lr, weight_decay=0.0)
+    if cfg.model.freeze_vision_tower:
+        freeze_vision_tower(model)
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=cfg.sft.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, (lambda s: cfg.sft.min_lr_ratio) if continued else (lambda s: lr_factor(s, cfg)))
     engine = HFEngine.from_config(model, tokenizer, cfg)

@@ -8,13 +8,14 @@ import torch
 from mirrorl.config import load_config
 from mirrorl.eval.evaluate import encode_problem
 from mirrorl.models.loading import load_policy, load_processor
-from mirrorl.models.multimodal import collate, encode_image_prompt
+from mirrorl.models.multimodal import collate, encode_image_prompt, freeze_vision_tower
 from mirrorl.models.tiny_vl import IMAGE_TOKEN, create_tiny_vl_model
 from mirrorl.rl import train_rl
 from mirrorl.rollout.engine import SamplingParams
 from mirrorl.rollout.hf import HFEngine
+from mirrorl.sft import run_sft
 from mirrorl.tasks.datasets import build_datasets
-from mirrorl.tasks.vision import generate_vision
+from mirrorl.tasks.vision import generate_vision, vision_trace
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
 
@@ -105,9 +106,10 @@ def test_engine_generates_with_pictures_and_never_emits_placeholders(vl, problem
     assert segment.token_ids and model.config.image_token_id not in segment.token_ids
 
 
-def test_smoke_rl_on_generated_vision_tasks_moves_vision_and_language_weights(vl_dir, tmp_path):
+@pytest.mark.parametrize("frozen", [False, True])
+def test_smoke_rl_on_generated_vision_tasks_moves_vision_and_language_weights(vl_dir, tmp_path, frozen):
     cfg = load_config(None, [
-        f"model.path={vl_dir}", "task.generated=vision", "task.levels=[1]", "task.heldout_size=8",
+        f"model.path={vl_dir}", f"model.freeze_vision_tower={str(frozen).lower()}", "task.generated=vision", "task.levels=[1]", "task.heldout_size=8",
         "task.dev_size=4", "task.warmup_size=4", "task.rl_prompts=16", "rl.iterations=2",
         "rl.prompts_per_iteration=4", "rl.samples_per_prompt=2", "rl.max_response_tokens=8", "rl.eval_every=2",
         "rl.save_every=2", "rl.drop_uniform_groups=false", "rl.optimizer=sgd", "rl.lr=0.5",
@@ -120,5 +122,26 @@ def test_smoke_rl_on_generated_vision_tasks_moves_vision_and_language_weights(vl
     assert load_processor(tmp_path / "rl" / "final") is not None
     moved = {name for name, p in after.named_parameters()
              if not torch.equal(p, dict(before.named_parameters())[name])}
-    assert any("vision_tower" in name for name in moved) and any("language_model" in name for name in moved)
+    assert any("vision_tower" in name for name in moved) != frozen
+    assert any("multi_modal_projector" in name for name in moved) and any("language_model" in name for name in moved)
     assert set(summary["heldout_per_task"]) == {"count", "compare", "read", "read_text"}
+
+
+def test_sft_with_a_frozen_vision_tower_trains_projector_and_language_model_only(vl_dir, problems, tmp_path):
+    cfg = load_config(None, ["model.freeze_vision_tower=true", "sft.max_steps=2", "sft.batch_size=4",
+                             "sft.micro_batch_size=4", "sft.lr=1e-2", "sft.eval_every=2", "eval.max_response_tokens=4",
+                             "run.precision=fp32"])
+    model, tokenizer = load_policy(vl_dir)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    examples = [{"prompt": p.prompt, "response": vision_trace(p), "image": p.image} for p in problems]
+    run_sft(model, tokenizer, examples, problems[:2], cfg, tmp_path, processor=load_processor(vl_dir))
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert moved and not any("vision_tower" in name for name in moved)
+    assert any("multi_modal_projector" in name for name in moved)
+    assert all(not p.requires_grad for p in model.get_encoder(modality="image").parameters())
+
+
+def test_freezing_a_text_only_model_is_refused(tiny_model_dir):
+    model, _ = load_policy(tiny_model_dir)
+    with pytest.raises(ValueError, match="no vision tower"):
+        freeze_vision_tower(model)

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mirrorl.config import Config
 from mirrorl.models.loading import load_policy, load_processor
+from mirrorl.models.multimodal import freeze_vision_tower, trainable_parameters
 from mirrorl.rl import policy_update
 from mirrorl.rollout.engine import SamplingParams, Segment
 from mirrorl.rollout.hf import HFEngine
@@ -82,6 +83,8 @@ class TrainerWorker:
         self.cfg, self.rank, self.world_size, self.strategy = cfg, rank, world_size, strategy
         self.module, self.tokenizer = load_policy(model_path, device=cfg.run.device)
         self.processor = load_processor(model_path)  # saved with the weights; None for a text-only model
+        if cfg.model.freeze_vision_tower:
+            freeze_vision_tower(self.module)
         self.model = self.module  # what forward/backward runs on: the module itself or its DDP wrapper
         self.optimizer = None
 
@@ -108,7 +111,7 @@ class TrainerWorker:
                 self.model = DistributedDataParallel(self.module)
         rl = self.cfg.rl
         self.optimizer = (torch.optim.AdamW if rl.optimizer == "adamw" else torch.optim.SGD)(
-            self.module.parameters(), lr=rl.lr, weight_decay=rl.weight_decay)
+            trainable_parameters(self.module), lr=rl.lr, weight_decay=rl.weight_decay)
 
     def update(self, batch: list, advantages: torch.Tensor, nominal_size: float, iteration: int, lr: float) -> dict:
         """One iteration's optimizer steps on this rank's share of `batch` (`mirrorl.rl.policy_update`).
