@@ -24,8 +24,9 @@ COMMANDS = {
              ("run", "model", "task", "eval")),
     "merge": ("Average two checkpoints of one architecture: OUT = (1 - weight) * A + weight * B (report 2.4).",
               ("run",)),
-    "long2short": ("From a long-CoT model: merge, shortest rejection sampling + SFT and DPO, then accuracy against "
-                   "tokens for all of them on the same held-out prompts (report 2.4).",
+    "long2short": ("From a long-CoT model: merge with a short-CoT model, shortest rejection sampling + SFT, DPO and "
+                   "long2short RL, then accuracy against tokens for all of them on the same held-out prompts "
+                   "(report 2.4).",
                    ("run", "model", "task", "sft", "eval", "long2short", "dpo")),
     "curate": ("Curate an RL prompt set (report 2.1): drop guessable and uncheckable question types, measure each "
                "prompt's pass rate over curate.samples samples, drop too easy and answer-only-guessable prompts, tag "
@@ -63,10 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("sft", "rl", "long2short", "curate"):
             p.add_argument("--model", help="Hugging Face model folder to start from (sets model.path)")
         if name == "long2short":
-            p.add_argument("--short-model", help="the merge partner, same architecture (default with --run: "
-                           "RUN_DIR/sft/model, the warm-up SFT model)")
-            p.add_argument("--run", metavar="RUN_DIR", help="a demo run folder: long model RUN_DIR/rl/final (unless "
-                           "--model), its saved config and prompt sets; output in RUN_DIR/long2short (unless --out)")
+            p.add_argument("--short-model", help="the short-CoT merge partner, same architecture (default with "
+                           "--run: RUN_DIR/sft/model fine-tuned on short traces, in OUT/short)")
+            p.add_argument("--run", metavar="RUN_DIR", help="a demo run folder: its saved config and prompt sets, and "
+                           "the long model chosen among its RL checkpoints (held-out accuracy within "
+                           "long2short.checkpoint_tolerance of the best, then fewest tokens) unless --model; "
+                           "output in RUN_DIR/long2short (unless --out)")
         if name == "tiny-model":
             p.add_argument("--vision", action="store_true",
                            help="a tiny LLaVA: CLIP vision tower + the tiny Llama, with its processor")
@@ -332,18 +335,21 @@ def _curate(args, cfg) -> None:
 
 
 def _long2short(args, cfg) -> None:
-    from mirrorl.long2short.run import run_long2short
+    from mirrorl.long2short.run import choose_long_checkpoint, run_long2short
     from mirrorl.tasks.datasets import build_datasets, load_run_datasets
+    base_model = None
     if args.run:
         run = Path(args.run)
         data = load_run_datasets(run / "data")
-        long_model, short_model = args.model or run / "rl" / "final", args.short_model or run / "sft" / "model"
+        long_model = args.model or choose_long_checkpoint(run / "rl", cfg.long2short.checkpoint_tolerance)
+        short_model, base_model = args.short_model, run / "sft" / "model"
+        print(f"[long2short] long-CoT model: {long_model}")
     elif cfg.model.path and args.short_model:
         data = build_datasets(cfg.task, cfg.run.seed)
         long_model, short_model = cfg.model.path, args.short_model
     else:
         raise ConfigError("long2short: give --run RUN_DIR (a demo run folder) or --model LONG --short-model SHORT")
-    summary = run_long2short(cfg, data, long_model, short_model, cfg.run.out_dir)
+    summary = run_long2short(cfg, data, long_model, short_model, cfg.run.out_dir, base_model=base_model)
     print(json.dumps({label: {k: row[k] for k in ("accuracy", "mean_response_tokens")}
                       for label, row in summary["models"].items()}, indent=2))
     print(f"table and plot: {Path(cfg.run.out_dir) / 'token_efficiency.md'}, token_efficiency.png")

@@ -174,6 +174,16 @@ class Long2ShortConfig:
     temperature: float = opt(1.0, "sampling temperature for those responses")
     max_response_tokens: int = opt(224, "longest sampled response in tokens; cut ones count as incorrect")
     merge_weight: float = opt(0.5, "weight of the short model in the merge (0.5 = the report's simple average)")
+    short_sft_prompts: int = opt(1000, "generated arithmetic without a given short model: RL-pool prompts whose short "
+                                 "traces (one running total per line) fine-tune the warm-up model into the short-CoT "
+                                 "merge partner")
+    short_sft_steps: int = opt(150, "optimizer steps of that short-CoT SFT (dev early stopping as in warm-up SFT)")
+    checkpoint_tolerance: float = opt(0.01, "choosing the long-CoT RL checkpoint: among checkpoints within this much "
+                                      "held-out accuracy of the best, the one with the fewest mean response tokens")
+    rl_iterations: int = opt(12, "long2short RL: RL iterations from the long model with the length penalty on from "
+                             "the start (0 = skip the method)")
+    rl_length_penalty_weight: float = opt(0.5, "long2short RL: length-penalty weight w (report section 2.3.3)")
+    rl_max_response_tokens: int = opt(128, "long2short RL: the smaller response limit in tokens")
 
 
 @dataclass

@@ -59,7 +59,7 @@ def test_long2short_rl_recipe_starts_with_the_length_penalty_on():
 def test_vision_demo_recipe_loads():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo_vl.yaml")
     assert cfg.task.generated == "vision" and set(cfg.task.vision_tasks) == {"count", "compare", "read"}
-    assert cfg.rl.optimizer == "sgd" and cfg.eval.max_response_tokens == cfg.rl.max_response_tokens
+    assert cfg.model.freeze_vision_tower and cfg.eval.max_response_tokens == cfg.rl.max_response_tokens
 
 
 @pytest.mark.parametrize("override, needle", [("task.generated=audio", "task.generated must be one of"),

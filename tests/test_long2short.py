@@ -90,7 +90,9 @@ def test_dpo_training_prefers_chosen_over_rejected(tiny_model_dir, tmp_path):
 
 TINY_RUN = ["task.heldout_size=4", "task.dev_size=4", "task.rl_prompts=8", "task.warmup_size=4", "long2short.prompts=4",
             "long2short.samples_per_prompt=4", "long2short.max_response_tokens=64", "eval.max_response_tokens=8",
-            "sft.max_steps=2", "sft.eval_every=1", "sft.batch_size=2", "dpo.steps=2", "dpo.batch_size=2"]
+            "sft.max_steps=2", "sft.eval_every=1", "sft.batch_size=2", "dpo.steps=2", "dpo.batch_size=2",
+            "long2short.short_sft_prompts=4", "long2short.short_sft_steps=2", "long2short.rl_iterations=1",
+            "long2short.rl_max_response_tokens=8", "rl.prompts_per_iteration=2", "rl.samples_per_prompt=2"]
 
 
 def test_run_long2short_builds_every_model_and_the_figure(tmp_path, tiny_model_dir):
@@ -102,7 +104,7 @@ def test_run_long2short_builds_every_model_and_the_figure(tmp_path, tiny_model_d
     finished_is_correct = lambda problem, text: SimpleNamespace(correct=True)  # noqa: E731
     summary = run_long2short(cfg, build_datasets(cfg.task, 0), tiny_model_dir, short, tmp_path / "out",
                              scorer=finished_is_correct)
-    assert list(summary["models"]) == ["long", "short", "merge", "shortest", "dpo"]
+    assert list(summary["models"]) == ["long", "short", "merge", "shortest", "dpo", "rl"]
     assert 0 < summary["sft_rows"] <= 4 and summary["dpo_pairs"] > 0
     rows = [json.loads(line) for line in (tmp_path / "out" / "shortest" / "shortest.jsonl").read_text().splitlines()]
     pairs = [json.loads(line) for line in (tmp_path / "out" / "dpo" / "pairs.jsonl").read_text().splitlines()]
@@ -111,8 +113,52 @@ def test_run_long2short_builds_every_model_and_the_figure(tmp_path, tiny_model_d
     for name in ("merge/model.safetensors", "shortest/model/model.safetensors", "dpo/model/model.safetensors",
                  "eval.json", "token_efficiency.png", "token_efficiency.md"):
         assert (tmp_path / "out" / name).is_file(), name
-    for stage in ("shortest", "dpo"):
+    for stage in ("shortest", "dpo", "rl"):
         assert (tmp_path / "out" / stage / "metrics.jsonl").is_file(), stage
+    l2s_rl = load_config(tmp_path / "out" / "rl" / "config.yaml")
+    assert l2s_rl.rl.length_penalty_weight == cfg.long2short.rl_length_penalty_weight > 0
+    assert l2s_rl.rl.length_penalty_warmup == 0 and l2s_rl.rl.max_response_tokens == 8
+    assert l2s_rl.model.path == str(tiny_model_dir)
+
+
+def _rl_run(folder, evals, kept, model_dir):
+    """An RL run folder with held-out evaluations {step: (accuracy, tokens)} and checkpoints at `kept` steps."""
+    import shutil
+    lines = [json.dumps({"stage": "rl", "step": step, "heldout/accuracy": acc, "heldout/mean_response_tokens": tokens})
+             for step, (acc, tokens) in evals.items()]
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    for step in kept:
+        shutil.copytree(model_dir, folder / "checkpoints" / f"iter_{step:06d}")
+    shutil.copytree(model_dir, folder / "final")
+
+
+def test_long_checkpoint_is_the_shortest_of_those_near_the_best_accuracy(tmp_path, tiny_model_dir):
+    from mirrorl.long2short.run import choose_long_checkpoint
+    evals = {0: (0.40, 121.0), 8: (0.60, 90.0), 16: (0.715, 110.0), 24: (0.72, 118.0)}
+    _rl_run(tmp_path, evals, kept=(16, 24), model_dir=tiny_model_dir)  # iteration 8 was pruned
+    assert choose_long_checkpoint(tmp_path, 0.01) == tmp_path / "checkpoints" / "iter_000016"
+    assert choose_long_checkpoint(tmp_path, 0.0) == tmp_path / "final"  # the last iteration's weights
+    with pytest.raises(FileNotFoundError, match="no RL checkpoint"):
+        choose_long_checkpoint(tmp_path / "missing", 0.01)
+
+
+def test_short_cot_model_is_trained_on_verified_short_traces(tmp_path, tiny_model_dir):
+    from mirrorl.long2short.run import train_short_cot
+    from mirrorl.rewards import score
+    from mirrorl.tasks.datasets import Datasets, build_datasets
+    cfg = load_config(None, TINY_RUN)
+    data = build_datasets(cfg.task, 0)
+    folder = train_short_cot(cfg, data, tiny_model_dir, tmp_path / "short")
+    rows = load_sft_examples(tmp_path / "short" / "short.jsonl")
+    by_prompt = {p.prompt: p for p in data.rl}
+    assert len(rows) == 4 and all(score(by_prompt[r["prompt"]], r["response"]).correct for r in rows)
+    assert all("check" not in r["response"] and r["response"].count("\n") == by_prompt[r["prompt"]].level + 1
+               for r in rows)  # one line per step (level + 1 steps) and the answer line
+    assert (folder / "model.safetensors").is_file() and (tmp_path / "short" / "metrics.jsonl").is_file()
+    text_only = Datasets(rl=[Problem("q", "What is 2+2?", "4")], heldout=data.heldout, dev=data.dev, warmup=[])
+    with pytest.raises(ValueError, match="--short-model"):
+        train_short_cot(cfg, text_only, tiny_model_dir, tmp_path / "none")
 
 
 def test_long2short_command(tmp_path, tiny_model_dir, capsys):
@@ -129,11 +175,12 @@ def test_long2short_command(tmp_path, tiny_model_dir, capsys):
     cfg = load_config(None, TINY_RUN)
     save_config(cfg, run / "config.yaml")
     save_datasets(build_datasets(cfg.task, 0), run / "data")
-    shutil.copytree(tiny_model_dir, run / "rl" / "final")
+    _rl_run(run / "rl", {0: (0.1, 9.0), 2: (0.1, 8.0)}, kept=(2,), model_dir=tiny_model_dir)
     shutil.copytree(tiny_model_dir, run / "sft" / "model")
     assert main(["long2short", "--run", str(run), "long2short.max_response_tokens=8"]) == 0
     result = json.loads((run / "long2short" / "eval.json").read_text())
     assert result["heldout_size"] == 4 and result["models"]["long"]["path"] == str(run / "rl" / "final")
+    assert result["models"]["short"]["path"] == str(run / "long2short" / "short" / "model")
     assert main(["long2short", "--model", str(tiny_model_dir), "--out", str(out)]) == 2
     assert "--short-model" in capsys.readouterr().err
     assert main(["long2short", "--run", str(tmp_path)]) == 2

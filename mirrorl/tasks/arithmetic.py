@@ -105,3 +105,18 @@ def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15) -> 
             lines.append(str(total) + "".join(f"{o}{y}" for o, y in steps[i + 1:]))
     lines.append(f"answer: \\boxed{{{total}}}")
     return "\n".join(lines)
+
+
+def short_trace(problem: Problem) -> str:
+    """A short chain of thought for `problem`: one running total per line, no plan, checks or slips,
+    then ``\\boxed{answer}`` (the short-CoT style that long2short merges with, report section 2.4).
+
+    >>> short_trace(make_problem(7, [("+", 8), ("-", 3)]))
+    '7+8=15\\n15-3=12\\nanswer: \\\\boxed{12}'
+    """
+    total, lines = _parse(problem)[0], []
+    for op, x in _parse(problem)[1]:
+        new = _apply(total, op, x)
+        lines.append(f"{total}{op}{x}={new}")
+        total = new
+    return "\n".join(lines) + f"\nanswer: \\boxed{{{total}}}"

@@ -25,7 +25,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mirrorl.tasks.arithmetic import generate_arithmetic
+from mirrorl.tasks.arithmetic import generate_arithmetic, short_trace
 from mirrorl.tasks.images import to_data_uri
 from mirrorl.tasks.problem import Problem
 
@@ -156,10 +156,5 @@ def vision_trace(problem: Problem) -> str:
         where = {c: cell for cell, c, _ in problem.meta["shapes"] if c in ("red", "blue")}
         lines = [f"{c}: row {where[c] // GRID + 1} col {where[c] % GRID + 1}" for c in ("red", "blue")]
         return "\n".join(lines) + f"\nanswer: \\boxed{{{problem.answer}}}"
-    total, lines = problem.meta["start"], []
-    for op, x in problem.meta["steps"]:
-        new = total + x if op == "+" else total - x
-        lines.append(f"{total}{op}{x}={new}")
-        total = new
-    trace = "\n".join(lines) + f"\nanswer: \\boxed{{{total}}}"
+    trace = short_trace(problem)
     return f"{problem.meta['chain']}\n{trace}" if task == "read" else trace
