@@ -7,8 +7,10 @@ tiny language model of `mirrorl.models.tiny` (same `LlamaConfig`, same character
 image processor (`CLIPImageProcessorPil`; no torchvision): it expands ``<image>`` into 16 placeholder
 tokens and turns the picture into ``pixel_values`` (1, 3, 64, 64). Everything is written with
 `save_pretrained` and read back by `mirrorl.models.loading` through the Auto classes, as a downloaded
-LLaVA checkpoint would be. Weights are random until warm-up SFT, which trains the vision tower,
-projector and language model together (there is no pretrained encoder at this size).
+LLaVA checkpoint would be. Weights are random until warm-up SFT. There is no pretrained encoder at
+this size, and the demo keeps the random CLIP tower frozen (`model.freeze_vision_tower`): its features
+keep different pictures apart (mean cosine 0.94 between pictures), while a tower trained from scratch
+collapsed to one feature for every picture (cosine 0.9999) before the language model learned to use it.
 """
 
 from __future__ import annotations
