@@ -8,7 +8,8 @@ import torch
 from mirrorl.config import load_config
 from mirrorl.eval.evaluate import encode_problem
 from mirrorl.models.loading import load_policy, load_processor
-from mirrorl.models.multimodal import collate, encode_image_prompt, freeze_vision_tower
+from mirrorl.models.multimodal import (PICTURE, collate, encode_image_prompt, freeze_vision_tower,
+                                       merge_placeholder_runs)
 from mirrorl.models.tiny_vl import IMAGE_TOKEN, create_tiny_vl_model
 from mirrorl.rl import train_rl
 from mirrorl.rollout.engine import SamplingParams
@@ -145,3 +146,12 @@ def test_freezing_a_text_only_model_is_refused(tiny_model_dir):
     model, _ = load_policy(tiny_model_dir)
     with pytest.raises(ValueError, match="no vision tower"):
         freeze_vision_tower(model)
+
+
+def test_collate_takes_tensors_and_merging_undoes_placeholder_expansion(vl, problems):
+    _, tokenizer, processor = vl
+    ids, images = encode_problem(tokenizer, problems[0], processor=processor)
+    assert images[PICTURE].size == (64, 64) and set(collate([images, None])) == {"pixel_values"}
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert merge_placeholder_runs(ids, [image_id]) == [image_id] + ids[16:]
+    assert merge_placeholder_runs([5, image_id, image_id, 6, image_id], [image_id]) == [5, image_id, 6, image_id]
