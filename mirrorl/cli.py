@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
                             "as given); output rows add `equal`, `reason` and `extracted`. A summary line ends it.")
     verify.add_argument("input", metavar="IN.jsonl")
     verify.add_argument("--out", metavar="OUT.jsonl", help="write the judged rows here (default: standard output)")
+    verify.add_argument("--lenient", action="store_true", help="grade outputs that do not box their answers as "
+                        "math-verify-based harnesses do: the last expression of the text, boxes on one line joined, "
+                        "decimal commas (never used for RL rewards)")
     _sandbox_parser(sub)
     return parser
 
@@ -182,7 +185,7 @@ def _verify(args) -> int:
     from mirrorl.rewards.verify_file import verify_file
     from mirrorl.tasks.problem import DataError
     try:
-        summary = verify_file(args.input, args.out)
+        summary = verify_file(args.input, args.out, args.lenient)
     except (DataError, OSError) as err:
         print(f"mirrorl verify: error: {err}", file=sys.stderr)
         return 2

@@ -27,6 +27,14 @@ def test_rows_get_equal_reason_extracted_and_keep_their_fields(tmp_path, capsys)
     assert "4 rows: 2 equal (50.0%)" in capsys.readouterr().out
 
 
+def test_lenient_grading_takes_the_last_expression_of_unboxed_outputs(tmp_path):
+    src = _write(tmp_path / "in.jsonl", [{"id": 3, "gold": "7", "response": "so it is $7$ apples"},
+                                         {"id": 5, "gold": "1.22", "answer": "1,22"}])
+    assert main(["verify", str(src), "--lenient", "--out", str(tmp_path / "out.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["equal"], r["extracted"]) for r in rows] == [(True, "7"), (True, "1,22")]
+
+
 def test_gsm8k_test_set_answers_all_verify(tmp_path):
     path = shared_data("gsm8k", "test.jsonl")
     rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -24,6 +24,11 @@ Not covered:
     * units are dropped, not compared (``15 cm^2`` equals ``15 cm^3``); decimal commas (``1,22``) are not
       read as decimals; a rounded decimal does not equal an exact value (``0.33 != 1/3``);
     * no model-based (reward model) judging: the verdict is deterministic.
+
+Evaluation of models that do not box their answers can opt into math-verify's grading instead
+(`verify_math(lenient=True)`, `mirrorl verify --lenient`): the last expression of the text, boxes on one
+line joined, decimal commas against a decimal; `float_rounding` compares decimals rounded as math-verify
+does. On math-verify's own test suite that grading agrees with 264 of its 265 rows (`tests/test_rewards_math.py`).
 """
 
 from __future__ import annotations
@@ -131,15 +136,17 @@ def last_boxed(text: str) -> str | None:
     return boxes[-1][2] if boxes else None
 
 
-def _final_boxes(text: str) -> tuple[int, str] | None:
+def _final_boxes(text: str, lenient: bool = False) -> tuple[int, str] | None:
     """(end, answer) of the last box, joined with the boxes just before it when only "and", commas, spacing
-    or ``x =`` separate them. None when there is no box or the last one is not closed."""
+    or ``x =`` separate them (`lenient`: anything but a line break, as math-verify joins boxes). None when
+    there is no box or the last one is not closed."""
     boxes = _boxes(text)
     if not boxes:
         return None
     parts = [boxes[-1][2]]
     for before, after in zip(reversed(boxes[:-1]), reversed(boxes[1:])):
-        if not _BOX_JOINER_RE.fullmatch(text[before[1] : after[0]]):
+        between = text[before[1] : after[0]]
+        if not (_BOX_JOINER_RE.fullmatch(between) or (lenient and "\n" not in between)):
             break
         parts.insert(0, before[2])
     return boxes[-1][1], ", ".join(parts)
@@ -159,7 +166,7 @@ def _answer_line(text: str) -> tuple[int, str] | None:
     return (matches[-1].start(), plain.group(1)) if plain else None
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, lenient: bool = False, targets=None) -> str | None:
     """The final answer of a response, or None.
 
     The final answer is whichever of these comes last in the text:
@@ -170,7 +177,12 @@ def extract_answer(text: str) -> str | None:
         * an explicit final answer statement, "the (final) answer is X", "Final answer: X" or a line
           starting "Answer X", where X is a ``$...$`` / ``\\(...\\)`` / ``$$...$$`` / ``\\[...\\]`` span
           or a number that ends the sentence.
-    Numbers and formulas in the running text are never taken as the answer.
+    Numbers and formulas in the running text are never taken as the answer, unless `lenient`: then
+    boxes on one line are joined whatever separates them, and a response with none of the above gets
+    the last expression that math-verify's own extraction finds (`math_verify.parse` with `targets`,
+    default its LaTeX and plain-expression configs), as evaluation harnesses built on math-verify grade
+    models that do not box their answers. RL rewards never use it: a policy would learn to end with
+    any number.
 
     >>> extract_answer(r"so the answer is \\boxed{\\{1, 2\\}}.")
     '\\\\{1, 2\\\\}'
@@ -185,7 +197,7 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("I think it is 18. The answer is not 17, I guess.") is None
     True
     """
-    boxed = _final_boxes(text)
+    boxed = _final_boxes(text, lenient)
     if boxed is None and _BOX_RE.search(text):
         return None  # the last box is cut off
     candidates = [boxed, _answer_line(text)]
@@ -193,7 +205,16 @@ def extract_answer(text: str) -> str | None:
     if lines:
         candidates.append((lines[-1].start(), lines[-1].group(1).strip()))
     found = [candidate for candidate in candidates if candidate is not None]
-    return max(found)[1] if found else None
+    if found:
+        return max(found)[1]
+    if not lenient:
+        return None
+    try:
+        parsed = parse(text, **({"extraction_config": targets} if targets else {}), parsing_timeout=5,
+                       raise_on_error=True)
+    except Exception:  # math-verify's parse errors and timeouts: nothing to extract
+        return None
+    return parsed[1] if len(parsed) > 1 else None
 
 
 def _normalize(answer: str) -> tuple[str, bool]:
@@ -242,7 +263,18 @@ def _as_number(s: str) -> Fraction | None:
     return Fraction(re.sub(r"[^\d.+-]", "", s))
 
 
-def verify_math(response: str, gold: str, timeout_s: float = 5.0) -> Verdict:
+def _decimal_comma(s: str, other: str) -> str:
+    """``1,22`` / ``1000,99`` / ``0,111`` as ``1.22`` / ``1000.99`` / ``0.111`` when the `other` answer is a
+    decimal with a point: one comma between digits that cannot separate thousands (not 1-3 digits, the
+    first not 0, then groups of 3). Against anything else ``1,2`` stays a list."""
+    if (re.fullmatch(r"[+-]?\d*\.\d+", other) and re.fullmatch(r"[+-]?\d+,\d+", s)
+            and not re.fullmatch(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+", s)):
+        return s.replace(",", ".")
+    return s
+
+
+def verify_math(response: str, gold: str, timeout_s: float = 5.0, lenient: bool = False, targets=None,
+                float_rounding: int | None = None) -> Verdict:
     """Judge whether the final answer of ``response`` equals the ``gold`` answer.
 
     Args:
@@ -251,6 +283,12 @@ def verify_math(response: str, gold: str, timeout_s: float = 5.0) -> Verdict:
         timeout_s: seconds allowed to each math-verify step (parsing the answer, parsing the gold,
             comparing), rounded up to whole seconds. The timeout needs signals, so it only applies in
             the main thread; in other threads math-verify runs without one.
+        lenient: grade as math-verify-based evaluation harnesses do, for models that do not box their
+            answers (never for RL rewards): the extraction of `extract_answer(..., lenient=True)` with
+            `targets` (math-verify extraction configs), and against a decimal, a comma that cannot
+            separate thousands read as a decimal comma (``1,22 == 1.22``).
+        float_rounding: compare decimals rounded to this many places (math-verify's `float_rounding`;
+            ``0.33`` equals ``1/3`` at 2). None: plain numbers exactly, math-verify at its default 6.
 
     Returns:
         A `Verdict`; never raises on bad input (unparseable text gives reason ``"parse_error"``).
@@ -266,19 +304,21 @@ def verify_math(response: str, gold: str, timeout_s: float = 5.0) -> Verdict:
     >>> verify_math("it is 18", "18").reason
     'no_answer'
     """
-    extracted = extract_answer(response)
+    extracted = extract_answer(response, lenient, targets)
     if extracted is None:
         return Verdict(False, "no_answer", None)
     (answer, answer_percent), (reference, reference_percent) = _normalize(extracted), _normalize(gold)
     bare = _ASSIGNMENT_RE.sub("", answer).strip(), _ASSIGNMENT_RE.sub("", reference).strip()
     if "=" not in bare[0] and "=" not in bare[1]:  # "x = 3" against "3"; but "y = 2x" against "2x - y = 0" stays
         answer, reference = bare
+    if lenient:
+        answer, reference = _decimal_comma(answer, reference), _decimal_comma(reference, answer)
     seconds = math.ceil(timeout_s) if threading.current_thread() is threading.main_thread() else None
-    reason = _compare(answer, reference, seconds)
+    reason = _compare(answer, reference, seconds, float_rounding)
     if reason != "equal" and answer_percent != reference_percent:
         # "20\%" against a gold of 20 (the question asked for a percentage) or of 0.2 (the same value)
         scaled = (_per_cent(answer), reference) if answer_percent else (answer, _per_cent(reference))
-        if _compare(*scaled, seconds) == "equal":
+        if _compare(*scaled, seconds, float_rounding) == "equal":
             reason = "equal"
     return Verdict(reason == "equal", reason, extracted)
 
@@ -298,7 +338,7 @@ def _in_base(s: str) -> tuple[str, str | None] | None:
     return (match.group(1), match.group(2)) if match.group(1) else (match.group(3), None)
 
 
-def _compare(answer: str, reference: str, seconds: int | None) -> str:
+def _compare(answer: str, reference: str, seconds: int | None, float_rounding: int | None = None) -> str:
     """"equal", "not_equal", "parse_error" or "timeout" for two normalised answers."""
     if answer and answer == reference:
         return "equal"
@@ -309,6 +349,8 @@ def _compare(answer: str, reference: str, seconds: int | None) -> str:
         return "equal" if same_base and digits.lower() == gold_digits.lower() else "not_equal"
     answer_number, reference_number = _as_number(answer), _as_number(reference)
     if answer_number is not None and reference_number is not None:
+        if float_rounding is not None:
+            answer_number, reference_number = round(answer_number, float_rounding), round(reference_number, float_rounding)
         return "equal" if answer_number == reference_number else "not_equal"
     if answer_number is not None and not _DECIMAL_RE.fullmatch(answer):
         answer = str(answer_number)  # 1 000, 4 4/9: forms that SymPy would misread
@@ -324,7 +366,8 @@ def _compare(answer: str, reference: str, seconds: int | None) -> str:
     if not parsed_reference or not parsed_answer:
         return "parse_error"
     try:
-        equal = verify(parsed_reference, parsed_answer, timeout_seconds=seconds, raise_on_error=True)
+        rounding = {} if float_rounding is None else {"float_rounding": float_rounding}
+        equal = verify(parsed_reference, parsed_answer, timeout_seconds=seconds, raise_on_error=True, **rounding)
     except TimeoutException:
         return "timeout"
     except Exception:
