@@ -52,3 +52,15 @@ def require_layers(client, *names: str) -> None:
     missing = [name for name in names if not layers.get(name)]
     if missing:
         pytest.skip(f"isolation layers missing on this machine: {', '.join(missing)} (see `mirrorl sandbox serve`)")
+
+
+def perturbed_policy(folder, scale: float = 0.05, seed: int = 1):
+    """The policy in `folder` with Gaussian noise of std `scale` added to every weight (a stand-in for an
+    optimizer update that weight-sync tests can tell apart from the original)."""
+    from mirrorl.models.loading import load_policy
+    model, _ = load_policy(folder)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return model

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import perturbed_policy
 
 from mirrorl.config import load_config
 from mirrorl.eval.evaluate import encode_problem
@@ -228,11 +229,7 @@ def test_vllm_update_weights_reaches_the_vision_tower_and_placeholders_stay_supp
     engine, folder, encoded = vllm_vl
     prompts, images = [e[0] for e in encoded], [e[1] for e in encoded]
     sampling = SamplingParams(1.0, 1.0, 24, logprobs=True)
-    model, _ = load_policy(folder)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = perturbed_policy(folder)
     engine.update_weights(model.state_dict(), version=3)
     segments = engine.generate(prompts, sampling, multimodal=images)
     assert {s.policy_version for s in segments} == {3}

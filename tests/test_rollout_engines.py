@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import perturbed_policy
 
 from mirrorl.config import load_config
 from mirrorl.models.loading import load_policy
@@ -133,11 +134,7 @@ def test_vllm_repeat_cut_and_partial_rollouts(vllm_engine, encoded):
 
 
 def test_vllm_update_weights_in_place(vllm_engine, model_dir, encoded):
-    model, _ = load_policy(model_dir)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = perturbed_policy(model_dir)
     vllm_engine.update_weights(model.state_dict(), version=7)
     segments = vllm_engine.generate(encoded, SamplingParams(1.0, 1.0, 32, logprobs=True))
     assert {s.policy_version for s in segments} == {7}
