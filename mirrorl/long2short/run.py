@@ -99,7 +99,10 @@ def long2short_rl(cfg: Config, data: Datasets, long_model: str | Path, out_dir: 
     """Long2short RL (report section 2.4): RL from `long_model` with the length penalty (section 2.3.3) at
     weight `long2short.rl_length_penalty_weight` from the first iteration and the smaller response limit
     `long2short.rl_max_response_tokens`, for `long2short.rl_iterations` iterations; every other RL setting
-    is the run's. Resumes an interrupted run in `out_dir`. Returns the final policy folder."""
+    is the run's. Resumes an interrupted run in `out_dir`. Returns the final policy folder.
+
+    Raises: TrainingError on a non-finite loss and ModelLoadError for a bad `long_model` (see `train_rl`).
+    """
     l2s, rl_cfg = cfg.long2short, copy.deepcopy(cfg)
     rl_cfg.model.path = str(long_model)
     rl_cfg.rl.iterations = rl_cfg.rl.eval_every = rl_cfg.rl.save_every = l2s.rl_iterations

@@ -76,12 +76,11 @@ def placeholder_token_ids(config) -> list[int]:
     return sorted(i for i in ids if isinstance(i, int))
 
 
-def freeze_vision_tower(model) -> int:
+def freeze_vision_tower(model) -> None:
     """Stop training a vision-language model's image encoder (LLaVA's ``vision_tower``, Qwen2-VL's
     ``visual``, found with transformers' `get_encoder(modality="image")`); the projector and the language
     model stay trainable. Optimizers built afterwards over trainable parameters leave it alone.
 
-    Returns: the number of parameters frozen.
     Raises: ValueError when `model` has no image encoder (a text-only model).
     """
     encoder = model.get_encoder(modality="image")
@@ -89,7 +88,6 @@ def freeze_vision_tower(model) -> int:
         raise ValueError(f"{type(model).__name__} has no vision tower to freeze (model.freeze_vision_tower is "
                          "for vision-language models)")
     encoder.requires_grad_(False)
-    return sum(p.numel() for p in encoder.parameters())
 
 
 def trainable_parameters(model) -> list:

@@ -166,7 +166,7 @@ def _answer_line(text: str) -> tuple[int, str] | None:
     return (matches[-1].start(), plain.group(1)) if plain else None
 
 
-def extract_answer(text: str, lenient: bool = False, targets=None) -> str | None:
+def extract_answer(text: str, lenient: bool = False, targets=None, timeout_s: int | None = 5) -> str | None:
     """The final answer of a response, or None.
 
     The final answer is whichever of these comes last in the text:
@@ -181,8 +181,9 @@ def extract_answer(text: str, lenient: bool = False, targets=None) -> str | None
     boxes on one line are joined whatever separates them, and a response with none of the above gets
     the last expression that math-verify's own extraction finds (`math_verify.parse` with `targets`,
     default its LaTeX and plain-expression configs), as evaluation harnesses built on math-verify grade
-    models that do not box their answers. RL rewards never use it: a policy would learn to end with
-    any number.
+    models that do not box their answers; that extraction gets `timeout_s` seconds (None: no limit, as
+    math-verify's signal-based timeout needs the main thread). RL rewards never use it: a policy would
+    learn to end with any number.
 
     >>> extract_answer(r"so the answer is \\boxed{\\{1, 2\\}}.")
     '\\\\{1, 2\\\\}'
@@ -210,7 +211,7 @@ def extract_answer(text: str, lenient: bool = False, targets=None) -> str | None
     if not lenient:
         return None
     try:
-        parsed = parse(text, **({"extraction_config": targets} if targets else {}), parsing_timeout=5,
+        parsed = parse(text, **({"extraction_config": targets} if targets else {}), parsing_timeout=timeout_s,
                        raise_on_error=True)
     except Exception:  # math-verify's parse errors and timeouts: nothing to extract
         return None
@@ -304,7 +305,8 @@ def verify_math(response: str, gold: str, timeout_s: float = 5.0, lenient: bool 
     >>> verify_math("it is 18", "18").reason
     'no_answer'
     """
-    extracted = extract_answer(response, lenient, targets)
+    seconds = math.ceil(timeout_s) if threading.current_thread() is threading.main_thread() else None
+    extracted = extract_answer(response, lenient, targets, seconds)
     if extracted is None:
         return Verdict(False, "no_answer", None)
     (answer, answer_percent), (reference, reference_percent) = _normalize(extracted), _normalize(gold)
@@ -313,7 +315,6 @@ def verify_math(response: str, gold: str, timeout_s: float = 5.0, lenient: bool 
         answer, reference = bare
     if lenient:
         answer, reference = _decimal_comma(answer, reference), _decimal_comma(reference, answer)
-    seconds = math.ceil(timeout_s) if threading.current_thread() is threading.main_thread() else None
     reason = _compare(answer, reference, seconds, float_rounding)
     if reason != "equal" and answer_percent != reference_percent:
         # "20\%" against a gold of 20 (the question asked for a percentage) or of 0.2 (the same value)

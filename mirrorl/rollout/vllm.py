@@ -173,10 +173,11 @@ class VLLMEngine:
         multimodal = multimodal or [None] * len(prompts)
         greedy = sampling.temperature <= 0
         seeds = [None] * len(prompts) if greedy else torch.randint(2**31 - 1, (len(prompts),)).tolist()
+        no_placeholders = {token: -100.0 for token in self.placeholders} or None
         params = [self.vllm.SamplingParams(
             temperature=0.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
             max_tokens=sampling.max_new_tokens, seed=seed, logprobs=0 if sampling.logprobs else None,
-            logit_bias={token: -100.0 for token in self.placeholders} or None, detokenize=False,
+            logit_bias=no_placeholders, detokenize=False,
         ) for seed in seeds]
         requests = [self._request(p + q, images) for p, q, images in zip(prompts, prefixes, multimodal)]
         outputs = self.llm.generate(requests, params, use_tqdm=self.progress)

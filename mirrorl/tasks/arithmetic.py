@@ -114,8 +114,9 @@ def short_trace(problem: Problem) -> str:
     >>> short_trace(make_problem(7, [("+", 8), ("-", 3)]))
     '7+8=15\\n15-3=12\\nanswer: \\\\boxed{12}'
     """
-    total, lines = _parse(problem)[0], []
-    for op, x in _parse(problem)[1]:
+    total, steps = _parse(problem)
+    lines = []
+    for op, x in steps:
         new = _apply(total, op, x)
         lines.append(f"{total}{op}{x}={new}")
         total = new
