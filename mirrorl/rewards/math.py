@@ -264,6 +264,11 @@ def _as_number(s: str) -> Fraction | None:
     return Fraction(re.sub(r"[^\d.+-]", "", s))
 
 
+def _malformed_number(s: str) -> bool:
+    """A mixed number or a ratio of integers without a value: ``4 0/0``, ``11 7/6``, ``5/0``."""
+    return bool(_MIXED_RE.fullmatch(s) or re.fullmatch(r"[+-]?\d+/\d+", s)) and _as_number(s) is None
+
+
 def _decimal_comma(s: str, other: str) -> str:
     """``1,22`` / ``1000,99`` / ``0,111`` as ``1.22`` / ``1000.99`` / ``0.111`` when the `other` answer is a
     decimal with a point: one comma between digits that cannot separate thousands (not 1-3 digits, the
@@ -348,6 +353,8 @@ def _compare(answer: str, reference: str, seconds: int | None, float_rounding: i
         (digits, base), (gold_digits, gold_base) = based
         same_base = base == gold_base or not (base and gold_base)
         return "equal" if same_base and digits.lower() == gold_digits.lower() else "not_equal"
+    if _malformed_number(answer) or _malformed_number(reference):
+        return "not_equal"  # 4 0/0, 11 7/6, 5/0 equal nothing (SymPy judges 0*0/0 == 0 under some hash seeds)
     answer_number, reference_number = _as_number(answer), _as_number(reference)
     if answer_number is not None and reference_number is not None:
         if float_rounding is not None:
