@@ -62,6 +62,8 @@ class TaskConfig:
     warmup_levels: list = opt([1, 2], "generated task: levels that get warm-up chain-of-thought traces")
     warmup_size: int = opt(3000, "generated task: number of verified warm-up traces (only for warmup_levels)")
     slip_rate: float = opt(0.15, "generated traces: probability a step shows a slip that the check catches")
+    check_rate: float = opt(1.0, "generated traces: probability a step is checked by the inverse operation "
+                                 "(below 1, traces differ in length by their checks: what long2short can drop)")
 
 
 @dataclass
@@ -319,12 +321,12 @@ _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.suc
                  "rl.curriculum_switch_iteration", "rl.curriculum_hard_success", "rl.weight_decay",
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
-                 "task.warmup_size", "task.slip_rate", "eval.temperature", "long2short.temperature",
+                 "task.warmup_size", "task.slip_rate", "task.check_rate", "eval.temperature", "long2short.temperature",
                  "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
                  "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature", "distributed.num_cpus",
                  "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
-                "sft.min_lr_ratio", "task.slip_rate", "long2short.merge_weight", "curate.max_pass_rate",
+                "sft.min_lr_ratio", "task.slip_rate", "task.check_rate", "long2short.merge_weight", "curate.max_pass_rate",
                 "validate.test_agreement", "validate.problem_pass")
 
 

@@ -31,6 +31,27 @@ def test_traces_verify_check_rewrite_and_correct():
         assert rewrites[-1].count("+") + rewrites[-1].count("-") == 1
 
 
+def test_check_rate_drops_checks_and_their_slips():
+    problems = generate_arithmetic(400, seed=2)
+    rng = random.Random(0)
+    traces = [cot_trace(p, rng, slip_rate=0.3, check_rate=0.5) for p in problems]
+    assert all(score(p, t).correct for p, t in zip(problems, traces))
+    steps = sum(p.level + 1 for p in problems)
+    checked = sum(t.count(" ok") for t in traces)
+    assert 0.4 < checked / steps < 0.6
+    for p, t in zip(problems, traces):  # unchecked steps never slip: every "no" line precedes its own redo
+        lines = t.splitlines()
+        for i, line in enumerate(lines):
+            if line.endswith(" no"):
+                assert lines[i + 1].endswith(" ok") and lines[i + 1].split("=")[0] == line.split("=")[0]
+    lengths = {}
+    for seed in range(8):  # one problem, many traces: lengths differ by the checks made
+        lengths[seed] = len(cot_trace(problems[3], random.Random(seed), slip_rate=0.0, check_rate=0.5))
+    assert len(set(lengths.values())) > 1
+    full = cot_trace(problems[3], random.Random(0), slip_rate=0.0)
+    assert max(lengths.values()) <= len(full) and full == cot_trace(problems[3], random.Random(0), 0.0, 1.0)
+
+
 def test_splits_are_disjoint_and_deterministic():
     cfg = TaskConfig(heldout_size=40, dev_size=20, rl_prompts=200, warmup_size=30, levels=[1, 2, 3, 4])
     a, b = build_datasets(cfg, seed=0), build_datasets(cfg, seed=0)

@@ -74,7 +74,7 @@ def _inverse(total: int, op: str, x: int) -> str:
     return f"{total}{inv}{x}={_apply(total, inv, x)}"
 
 
-def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15) -> str:
+def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15, check_rate: float = 1.0) -> str:
     """A verified long chain of thought for `problem`, ending in ``\\boxed{answer}``.
 
     The trace works left to right: it computes the first operation, checks it by the inverse
@@ -89,17 +89,25 @@ def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15) -> 
         15-3=12 check 12+3=15 ok
         answer: \\boxed{12}
 
+    With ``check_rate < 1`` a step goes unchecked (``15-3=12``, and no slip, which only a check could
+    catch) with probability ``1 - check_rate``, so traces of one problem differ in length by the checks
+    they make: what long2short's methods can learn to drop (report section 2.4).
+
     Args:
-        slip_rate: probability that a step is first written off by one, then caught and redone.
+        slip_rate: probability that a checked step is first written off by one, then caught and redone.
+        check_rate: probability that a step is checked (1.0: every step, and no random draw for it).
     """
     start, steps = _parse(problem)
     lines, total = [], start
     for i, (op, x) in enumerate(steps):
         new = _apply(total, op, x)
-        if rng.random() < slip_rate:
-            wrong = new + rng.choice((-1, 1)) if new > 0 else new + 1
-            lines.append(f"{total}{op}{x}={wrong} check {_inverse(wrong, op, x)} no")
-        lines.append(f"{total}{op}{x}={new} check {_inverse(new, op, x)} ok")
+        if check_rate < 1.0 and rng.random() >= check_rate:
+            lines.append(f"{total}{op}{x}={new}")
+        else:
+            if rng.random() < slip_rate:
+                wrong = new + rng.choice((-1, 1)) if new > 0 else new + 1
+                lines.append(f"{total}{op}{x}={wrong} check {_inverse(wrong, op, x)} no")
+            lines.append(f"{total}{op}{x}={new} check {_inverse(new, op, x)} ok")
         total = new
         if i + 1 < len(steps):
             lines.append(str(total) + "".join(f"{o}{y}" for o, y in steps[i + 1:]))

@@ -69,7 +69,7 @@ def _generated(cfg: TaskConfig, seed: int) -> Datasets:
     rng = random.Random(seed + 4)
     warmup = []
     for p in warmup_problems:
-        response = cot_trace(p, rng, cfg.slip_rate)
+        response = cot_trace(p, rng, cfg.slip_rate, cfg.check_rate)
         if score(p, response).correct:  # keep only verified-correct traces (report section 2.2)
             warmup.append({"prompt": p.prompt, "response": response, "id": p.id, "level": p.level})
     rl = generate_arithmetic(cfg.rl_prompts, seed + 5, levels, exclude=excluded)
