@@ -60,7 +60,8 @@ _PLAIN_ANSWER_RE = re.compile(
 _NUMBER_RE = re.compile(r"[+-]?(?=\.?\d)(?:\d{1,3}(?:(?:,|\\,|\\ | |~)\d{3})+|\d*)(?:\.\d+)?")
 _BASE_RE = re.compile(r"([0-9A-Za-z]+)_\{?(\d+)\}?|([0-9A-Za-z]+)")  # 52_8, 4210_{5}: numbers in base b
 _DECIMAL_RE = re.compile(r"[+-]?\d*\.?\d+")
-_MIXED_RE = re.compile(r"([+-]?)(\d+) (\d+)/(\d+)")  # 4 4/9 (a proper fraction after a whole number)
+# 4 4/9, 1 000 1/2: a proper fraction after a whole number (thousands may be separated by spaces)
+_MIXED_RE = re.compile(r"([+-]?)(\d{1,3}(?: \d{3})+|\d+) (\d+)/(\d+)")
 _UNIT_RE = re.compile(r"(?<=\S)\s*\\(?:text|textnormal|textbf|textrm|mbox|mathrm)\s*\{[^{}]*\}(?:\^\{?\d\}?)?\s*$")
 _DEGREE_RE = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)")
 _PERCENT_RE = re.compile(r"\s*(?:\\?%|\\text\{\s*\\?%\s*\}|\s(?:percent|percentage|pct)|(?<=\d)(?:percent|percentage|pct))$")
@@ -254,7 +255,7 @@ def _as_number(s: str) -> Fraction | None:
         sign, whole, numerator, denominator = mixed.groups()
         if not 0 < int(numerator) < int(denominator):
             return None  # 4 0/0, 11 7/6: not a mixed number
-        value = int(whole) + Fraction(int(numerator), int(denominator))
+        value = int(whole.replace(" ", "")) + Fraction(int(numerator), int(denominator))
         return -value if sign == "-" else value
     ratio = re.fullmatch(r"([+-]?\d+)/(\d+)", s)
     if ratio:
@@ -265,7 +266,7 @@ def _as_number(s: str) -> Fraction | None:
 
 
 def _malformed_number(s: str) -> bool:
-    """A mixed number or a ratio of integers without a value: ``4 0/0``, ``11 7/6``, ``5/0``."""
+    """A mixed number or a ratio of integers without a value: ``4 0/0``, ``1 000 0/0``, ``11 7/6``, ``5/0``."""
     return bool(_MIXED_RE.fullmatch(s) or re.fullmatch(r"[+-]?\d+/\d+", s)) and _as_number(s) is None
 
 
