@@ -62,6 +62,7 @@ _BASE_RE = re.compile(r"([0-9A-Za-z]+)_\{?(\d+)\}?|([0-9A-Za-z]+)")  # 52_8, 421
 _DECIMAL_RE = re.compile(r"[+-]?\d*\.?\d+")
 # 4 4/9, 1 000 1/2: a proper fraction after a whole number (thousands may be separated by spaces)
 _MIXED_RE = re.compile(r"([+-]?)(\d{1,3}(?: \d{3})+|\d+) (\d+)/(\d+)")
+_RATIO_RE = re.compile(r"([+-]?\d+)/(\d+)")  # 7/2, 5/0
 _UNIT_RE = re.compile(r"(?<=\S)\s*\\(?:text|textnormal|textbf|textrm|mbox|mathrm)\s*\{[^{}]*\}(?:\^\{?\d\}?)?\s*$")
 _DEGREE_RE = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)")
 _PERCENT_RE = re.compile(r"\s*(?:\\?%|\\text\{\s*\\?%\s*\}|\s(?:percent|percentage|pct)|(?<=\d)(?:percent|percentage|pct))$")
@@ -257,7 +258,7 @@ def _as_number(s: str) -> Fraction | None:
             return None  # 4 0/0, 11 7/6: not a mixed number
         value = int(whole.replace(" ", "")) + Fraction(int(numerator), int(denominator))
         return -value if sign == "-" else value
-    ratio = re.fullmatch(r"([+-]?\d+)/(\d+)", s)
+    ratio = _RATIO_RE.fullmatch(s)
     if ratio:
         return Fraction(int(ratio.group(1)), int(ratio.group(2))) if int(ratio.group(2)) else None
     if not _NUMBER_RE.fullmatch(s):
@@ -267,7 +268,7 @@ def _as_number(s: str) -> Fraction | None:
 
 def _malformed_number(s: str) -> bool:
     """A mixed number or a ratio of integers without a value: ``4 0/0``, ``1 000 0/0``, ``11 7/6``, ``5/0``."""
-    return bool(_MIXED_RE.fullmatch(s) or re.fullmatch(r"[+-]?\d+/\d+", s)) and _as_number(s) is None
+    return bool(_MIXED_RE.fullmatch(s) or _RATIO_RE.fullmatch(s)) and _as_number(s) is None
 
 
 def _decimal_comma(s: str, other: str) -> str:
