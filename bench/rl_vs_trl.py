@@ -3,11 +3,13 @@
     bash bench/setup_trl.sh                     # once: bench/.venv-trl with mirrorl + trl (benchmark only)
     bench/.venv-trl/bin/python bench/rl_vs_trl.py runs/demo [--iterations 5] [--rounds 2]
     bench/.venv-trl/bin/python bench/rl_vs_trl.py runs/demo --time-to-accuracy 0.52 [--max-seconds 900]
+    make install-vllm VENV=bench/.venv-trl      # once, for --engine vllm (mirrorl's vLLM rollout engine)
 
 Workload (the same for both systems): the warm-up model `RUN_DIR/sft/model` and RL prompts
 `RUN_DIR/data/rl_prompts.jsonl` with the learning rate, gradient clipping and seed of `--config`
 (configs/demo.yaml); every iteration 32 prompts x 8 responses at temperature 1 and top-p 1, at
-most 128 response tokens, one optimizer step (SGD, the demo's learning rate and gradient clipping), our
+most 128 response tokens, one optimizer step (the demo's optimizer, AdamW, its learning rate, weight decay
+and gradient clipping), our
 rule-based verifier as the reward, the same torch thread count. mirrorl runs its k1.5 loss with its
 defaults (bf16 training, fp32 generation); TRL runs `GRPOTrainer` with beta 0 (no reference model, like
 k1.5), `use_vllm=False`, no gradient checkpointing (3.2M parameters fit easily; checkpointing only
@@ -52,7 +54,7 @@ def run_mirrorl(args, out: Path) -> dict:
     iterations = args.iterations
     eval_every = args.eval_every if args.time_to_accuracy else 10 ** 6
     cfg = load_config(args.config, _common_overrides(args) + [
-        f"model.path={args.run_dir / 'sft' / 'model'}", f"rl.iterations={iterations}",
+        f"model.path={args.run_dir / 'sft' / 'model'}", f"rl.iterations={iterations}", f"rollout.engine={args.engine}",
         f"rl.eval_every={eval_every}", f"rl.save_every={10 ** 6}", f"rl.max_seconds={args.max_seconds}"])
     set_threads(cfg.run.threads)
     data = load_run_datasets(args.run_dir / "data")
@@ -140,8 +142,9 @@ def run_trl(args, out: Path) -> dict:
         output_dir=str(out), use_cpu=True, bf16=args.trl_precision == "bf16", gradient_checkpointing=False,
         per_device_train_batch_size=cfg.rl.micro_batch_size, gradient_accumulation_steps=PROMPTS * K // cfg.rl.micro_batch_size,
         num_generations=K, max_completion_length=MAX_TOKENS, temperature=1.0, top_p=1.0, beta=0.0,
-        num_iterations=1, learning_rate=cfg.rl.lr, optim="sgd", lr_scheduler_type="constant", warmup_steps=0,
-        weight_decay=0.0, max_grad_norm=cfg.rl.grad_clip, max_steps=args.iterations, logging_steps=1,
+        num_iterations=1, learning_rate=cfg.rl.lr, optim={"adamw": "adamw_torch", "sgd": "sgd"}[cfg.rl.optimizer],
+        lr_scheduler_type="constant", warmup_steps=0, weight_decay=cfg.rl.weight_decay, max_grad_norm=cfg.rl.grad_clip,
+        max_steps=args.iterations, logging_steps=1,
         save_strategy="no", report_to="none", seed=cfg.run.seed, disable_tqdm=True, use_vllm=False,
         dataloader_num_workers=0)
     trainer = Timed(model=model, processing_class=tokenizer, reward_funcs=verifier_reward, args=config,
@@ -167,7 +170,8 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def _worker(args, system: str) -> dict:
-    cmd = [sys.executable, __file__, str(args.run_dir), "--worker", system, "--config", str(args.config), "--iterations", str(args.iterations),
+    cmd = [sys.executable, __file__, str(args.run_dir), "--worker", system, "--config", str(args.config),
+           "--engine", args.engine, "--iterations", str(args.iterations),
            "--threads", str(args.threads), "--trl-precision", args.trl_precision, "--eval-every",
            str(args.eval_every), "--max-seconds", str(args.max_seconds)]
     if args.time_to_accuracy:
@@ -186,6 +190,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5, help="iterations per run (the first is not counted)")
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds; figures are medians over rounds")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both systems (0 = one per core)")
+    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                        help="mirrorl's rollout engine (vllm needs `make install-vllm` in the same environment as trl)")
     parser.add_argument("--trl-precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--time-to-accuracy", type=float, default=0.0, metavar="TARGET",
                         help="measure training seconds until greedy held-out accuracy >= TARGET")
@@ -220,7 +226,8 @@ def report_throughput(args, runs: dict, out_dir: Path) -> None:
     table = {system: _summary(r) for system, r in runs.items()}
     ratio = {key: table["mirrorl"][key] / table["trl"][key] for key in ("completions_per_s", "tokens_per_s")}
     print(f"\n{PROMPTS} prompts x {K} responses, <= {MAX_TOKENS} tokens, {args.iterations - 1} timed iterations x "
-          f"{args.rounds} rounds (medians), threads={args.threads or 'one per core'}, TRL {args.trl_precision}")
+          f"{args.rounds} rounds (medians), threads={args.threads or 'one per core'}, mirrorl engine {args.engine}, "
+          f"TRL {args.trl_precision}")
     cols = ["completions_per_s", "tokens_per_s", "s_per_iteration", "rollout_s", "reward_s", "logprobs_update_s",
             "other_s"]
     print(f"{'system':>8} " + " ".join(f"{c:>17}" for c in cols))

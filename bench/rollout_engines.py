@@ -1,13 +1,15 @@
 """Rollout tokens/s of plain `model.generate`, `HFEngine` and `VLLMEngine` on the same model and prompts, side by side.
 
-    .venv/bin/python bench/rollout_engines.py [--model DIR] [--prompts 256] [--new-tokens 224] [--repeats 3]
+    .venv/bin/python bench/rollout_engines.py [--model DIR | --sizes 3m 20m] [--prompts 256] [--new-tokens 224]
 
 All three sample at temperature 1 from the same prompts (the demo task's RL prompts) with the same token
 limit, stopping at end-of-sequence. Each backend runs in its own subprocess (vLLM binds the process's
 threads; torch fixes its thread pool at start-up): one warm-up call, then `--repeats` timed calls; the
 median tokens/s (generated tokens, end-of-sequence included, padding not) and its ratio to plain
-`model.generate` are printed, with the engine's start-up seconds. `--model` defaults to a fresh tiny
-model (random weights: responses run to the limit); a warm-up SFT model gives the demo's real lengths.
+`model.generate` are printed, with the engine's start-up seconds, and written to
+`bench/results/rollout_engines.json`. Without `--model`, fresh models of each of `--sizes` are measured (the
+demo's 3.2M Llama and a 19M one shaped as in `train_step.py`; random weights, so responses run to the
+limit); a warm-up SFT model gives the demo's real lengths.
 VLLMEngine needs `.[vllm]` (`make install-vllm`) and is left out without it.
 """
 
@@ -19,6 +21,10 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
+
+from train_step import SIZES  # name -> (hidden, layers, heads): the demo model, ~20M, ~100M
+NAMES = {"generate": "model.generate", "hf": "HFEngine", "vllm": "VLLMEngine"}
 
 WORKER = r"""
 import json, statistics, sys, time, torch, transformers
@@ -70,31 +76,39 @@ if __name__ == "__main__":
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="HF model folder; default: a fresh tiny model")
+    parser.add_argument("--model", default="", help="HF model folder; default: fresh models of --sizes")
+    parser.add_argument("--sizes", nargs="+", default=["3m", "20m"], choices=list(SIZES))
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    model_dir = args.model
-    if not model_dir:
-        from mirrorl.models.tiny import create_tiny_model
-        model_dir = str(create_tiny_model(tempfile.mkdtemp()))
     backends = ["generate", "hf"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
     if "vllm" not in backends:
         print("vLLM not installed (make install-vllm): VLLMEngine left out")
-    results = {}
-    for backend in backends:
-        out = subprocess.run([sys.executable, "-c", WORKER, backend, model_dir, str(args.prompts), str(args.new_tokens),
-                              str(args.repeats)], capture_output=True, text=True, check=True)
-        results[backend] = json.loads(out.stdout.strip().splitlines()[-1])
-    names = {"generate": "model.generate", "hf": "HFEngine", "vllm": "VLLMEngine"}
-    print(f"{args.prompts} prompts, up to {args.new_tokens} new tokens, temperature 1, median of {args.repeats}, "
-          f"model {model_dir}")
-    print(f"{'backend':<16}{'tokens/s':>10}{'ratio':>8}{'tokens':>9}{'start-up s':>12}")
-    base = results["generate"]["tok_s"]
-    for backend, r in results.items():
-        print(f"{names[backend]:<16}{r['tok_s']:>10,.0f}{r['tok_s'] / base:>8.2f}{r['tokens']:>9,}{r['startup_s']:>12.1f}")
-
+    if args.model:
+        models = {args.model: args.model}
+    else:
+        from mirrorl.models.tiny import create_tiny_model
+        models = {size: str(create_tiny_model(tempfile.mkdtemp(), *SIZES[size])) for size in args.sizes}
+    report = {}
+    for name, model_dir in models.items():
+        results = {}
+        for backend in backends:
+            out = subprocess.run([sys.executable, "-c", WORKER, backend, model_dir, str(args.prompts),
+                                  str(args.new_tokens), str(args.repeats)], capture_output=True, text=True, check=True)
+            results[backend] = json.loads(out.stdout.strip().splitlines()[-1])
+        report[name] = results
+        print(f"model {name}: {args.prompts} prompts, up to {args.new_tokens} new tokens, temperature 1, "
+              f"median of {args.repeats}")
+        print(f"{'backend':<16}{'tokens/s':>10}{'ratio':>8}{'tokens':>9}{'start-up s':>12}")
+        base = results["generate"]["tok_s"]
+        for backend, r in results.items():
+            print(f"{NAMES[backend]:<16}{r['tok_s']:>10,.0f}{r['tok_s'] / base:>8.2f}{r['tokens']:>9,}"
+                  f"{r['startup_s']:>12.1f}")
+    out_file = Path(__file__).parent / "results" / "rollout_engines.json"
+    out_file.parent.mkdir(exist_ok=True)
+    out_file.write_text(json.dumps({"prompts": args.prompts, "new_tokens": args.new_tokens, "models": report}, indent=2))
+    print(f"wrote {out_file}")
 
 if __name__ == "__main__":
     main()
