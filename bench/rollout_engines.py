@@ -8,8 +8,8 @@ threads; torch fixes its thread pool at start-up): one warm-up call, then `--rep
 median tokens/s (generated tokens, end-of-sequence included, padding not) and its ratio to plain
 `model.generate` are printed, with the engine's start-up seconds, and written to
 `bench/results/rollout_engines.json`. Without `--model`, fresh models of each of `--sizes` are measured (the
-demo's 3.2M Llama and a 19M one shaped as in `train_step.py`; random weights, so responses run to the
-limit); a warm-up SFT model gives the demo's real lengths.
+demo's 3.2M Llama and a 19M one shaped as in `train_step.py`; random weights, whose responses end at
+very different lengths); a warm-up SFT model gives the demo's real lengths.
 VLLMEngine needs `.[vllm]` (`make install-vllm`) and is left out without it.
 """
 
@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from train_step import SIZES  # name -> (hidden, layers, heads): the demo model, ~20M, ~100M
+
 NAMES = {"generate": "model.generate", "hf": "HFEngine", "vllm": "VLLMEngine"}
 
 WORKER = r"""
@@ -109,6 +110,7 @@ def main() -> None:
     out_file.parent.mkdir(exist_ok=True)
     out_file.write_text(json.dumps({"prompts": args.prompts, "new_tokens": args.new_tokens, "models": report}, indent=2))
     print(f"wrote {out_file}")
+
 
 if __name__ == "__main__":
     main()
