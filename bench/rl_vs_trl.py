@@ -110,13 +110,14 @@ def run_trl(args, out: Path) -> dict:
                 return super()._calculate_rewards(*a, **kw)
 
     iterations, curve, train_seconds = [], [], [0.0]
-    engine = HFEngine.from_config(model, tokenizer, cfg)
+    # Held-out evaluation runs on a copy: the trainer wraps the policy's forward in bf16 autocast, which the
+    # engine's fp32 KV cache cannot take.
+    eval_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    engine = HFEngine.from_config(eval_model, tokenizer, cfg)
 
     def heldout_accuracy() -> float:
-        was_training = model.training
-        result = evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template)
-        model.train(was_training)
-        return result.accuracy
+        eval_model.load_state_dict(model.state_dict())
+        return evaluate(engine, tokenizer, data.heldout, cfg.eval, cfg.model.chat_template).accuracy
 
     class Clock(TrainerCallback):
         def on_step_begin(self, *_, **__):
