@@ -194,6 +194,8 @@ class DPOConfig:
                       "in the report)")
     length_ratio: float = opt(1.5, "a correct response is a negative when longer than this times the shortest "
                               "correct one (report 2.4); incorrect responses longer than it always are")
+    nll_weight: float = opt(1.0, "weight of the chosen response's per-token NLL added to the DPO loss (RPO, Pang "
+                            "et al. 2024, who use 1; 0 = plain DPO, which here lowers the chosen answers too)")
     lr: float = opt(1e-5, "AdamW learning rate (constant)")
     steps: int = opt(100, "optimizer steps")
     batch_size: int = opt(16, "preference pairs per optimizer step")
@@ -322,8 +324,8 @@ _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.suc
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "task.check_rate", "eval.temperature", "long2short.temperature",
-                 "long2short.merge_weight", "curate.temperature", "curate.max_pass_rate", "curate.guess_samples",
-                 "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature", "distributed.num_cpus",
+                 "long2short.merge_weight", "dpo.nll_weight", "curate.temperature", "curate.max_pass_rate",
+                 "curate.guess_samples", "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature", "distributed.num_cpus",
                  "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "task.check_rate", "long2short.merge_weight", "curate.max_pass_rate",

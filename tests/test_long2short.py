@@ -64,7 +64,7 @@ def test_dpo_pairs_follow_the_length_rule():
 
 def test_dpo_training_prefers_chosen_over_rejected(tiny_model_dir, tmp_path):
     cfg = load_config(None, ["dpo.steps=5", "dpo.lr=1e-2", "dpo.batch_size=2", "dpo.micro_batch_size=1",
-                             "dpo.beta=0.5", "run.precision=fp32"])
+                             "dpo.beta=0.5", "dpo.nll_weight=0", "run.precision=fp32"])
     model, tok = load_policy(tiny_model_dir)
     pairs = [{"prompt": "1+1=?\n", "chosen": "\\boxed{2}", "rejected": "1+1 is 2, check 2-1=1 \\boxed{2}"},
              {"prompt": "3+4=?\n", "chosen": "\\boxed{7}", "rejected": "3+4=8 \\boxed{8}"}]
@@ -86,6 +86,11 @@ def test_dpo_training_prefers_chosen_over_rejected(tiny_model_dir, tmp_path):
     assert records[0]["loss"] == pytest.approx(0.693147, abs=1e-4)  # policy == reference at step 1: log 2
     with pytest.raises(ValueError, match="no DPO pairs"):
         train_dpo(model, tok, [], cfg, tmp_path)
+    # with the chosen-NLL term (the default weight 1) the first loss is log 2 plus the chosen per-token NLL
+    cfg.dpo.nll_weight, cfg.dpo.steps = 1.0, 1
+    first = train_dpo(model, tok, pairs[:1], cfg, tmp_path / "nll")
+    record = json.loads((tmp_path / "nll" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["chosen_nll"] > 0 and first["final_loss"] == pytest.approx(0.693147 + record["chosen_nll"], abs=1e-4)
 
 
 TINY_RUN = ["task.heldout_size=4", "task.dev_size=4", "task.rl_prompts=8", "task.warmup_size=4", "long2short.prompts=4",

@@ -205,3 +205,25 @@ def test_dpo_loss_hand_worked_value_and_gradient():
     halves = sum(dpo_loss(chosen[i:i + 1], rejected[i:i + 1], ref_chosen[i:i + 1], ref_rejected[i:i + 1], 0.5,
                           num_pairs=2)[0] for i in range(2))
     assert halves.item() == pytest.approx(loss.item())
+
+
+def test_dpo_loss_chosen_nll_term_value_and_gradient():
+    chosen = torch.tensor([-1.0, -3.0], dtype=torch.float64, requires_grad=True)
+    rejected = torch.tensor([-2.0, -1.0], dtype=torch.float64, requires_grad=True)
+    ref_chosen = torch.tensor([-1.5, -3.0], dtype=torch.float64)
+    ref_rejected = torch.tensor([-1.5, -1.0], dtype=torch.float64)
+    tokens = torch.tensor([2.0, 3.0], dtype=torch.float64)
+    # DPO part as above: 0.583612; per-token NLL of the chosen: 1/2 and 3/3 -> mean 0.75; weight 0.5 -> + 0.375
+    loss, metrics = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5, chosen_tokens=tokens,
+                             nll_weight=0.5)
+    assert loss.item() == pytest.approx(0.583612 + 0.375, abs=1e-6)
+    assert metrics["chosen_nll"] == pytest.approx(0.75)
+    loss.backward()
+    # the NLL term adds -nll_weight / (|y_w| B) to each chosen gradient; the rejected gradient is unchanged
+    torch.testing.assert_close(chosen.grad, torch.tensor([-0.5 * 0.377541 / 2 - 0.5 / (2 * 2),
+                                                          -0.5 * 0.5 / 2 - 0.5 / (3 * 2)], dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(rejected.grad, torch.tensor([0.5 * 0.377541 / 2, 0.5 * 0.5 / 2], dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="chosen_tokens"):
+        dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5, nll_weight=1.0)

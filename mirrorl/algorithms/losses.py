@@ -189,14 +189,19 @@ def sft_loss(logprobs: Tensor, mask: Tensor, num_tokens: int | None = None) -> t
 
 
 def dpo_loss(chosen_logps: Tensor, rejected_logps: Tensor, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor,
-             beta: float, num_pairs: int | None = None) -> tuple[Tensor, dict]:
+             beta: float, num_pairs: int | None = None, chosen_tokens: Tensor | None = None,
+             nll_weight: float = 0.0) -> tuple[Tensor, dict]:
     """Direct preference optimisation (Rafailov et al. 2023), the report's long2short DPO (section 2.4).
 
         margin = beta * [(log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))]
-        loss   = -mean log sigmoid(margin)
+        loss   = -mean log sigmoid(margin)  +  nll_weight * mean(-log pi(y_w|x) / |y_w|)
 
     Minimising it raises the chosen (shorter, correct) response's log-probability relative to the
-    frozen reference and lowers the rejected one's: d loss / d chosen = -beta * sigmoid(-margin) / B.
+    frozen reference and lowers the rejected one's: d loss / d chosen = -beta * sigmoid(-margin) / B
+    (plus -nll_weight / (|y_w| B) from the second term). The second term is the per-token negative
+    log-likelihood of the chosen response (RPO, Pang et al. 2024, "Iterative Reasoning Preference
+    Optimization"): without it, pairs that share most of their tokens (a chosen and a rejected trace
+    differing in one step) let DPO lower both, and the chosen answers with them.
 
     Args:
         chosen_logps, rejected_logps: (B,) sequence log-probabilities (sums over response tokens) under
@@ -205,8 +210,20 @@ def dpo_loss(chosen_logps: Tensor, rejected_logps: Tensor, ref_chosen_logps: Ten
         beta: strength of the implicit KL constraint to the reference, > 0.
         num_pairs: normaliser when a batch is split into micro-batches (pairs in the whole batch);
             default B.
-    Returns: (scalar loss, {"margin": mean margin, "pair_accuracy": share of pairs with margin > 0}).
+        chosen_tokens: (B,) response tokens of each chosen response |y_w|; needed when nll_weight > 0.
+        nll_weight: weight of the chosen response's per-token NLL (0 = plain DPO).
+    Returns: (scalar loss, {"margin": mean margin, "pair_accuracy": share of pairs with margin > 0,
+        "chosen_nll": mean per-token NLL of the chosen responses (only when nll_weight > 0)}).
+    Raises: ValueError when nll_weight > 0 without chosen_tokens.
     """
+    normaliser = num_pairs if num_pairs is not None else chosen_logps.numel()
     margin = beta * ((chosen_logps - ref_chosen_logps.detach()) - (rejected_logps - ref_rejected_logps.detach()))
-    loss = -F.logsigmoid(margin).sum() / (num_pairs if num_pairs is not None else margin.numel())
-    return loss, {"margin": margin.detach().mean().item(), "pair_accuracy": (margin > 0).float().mean().item()}
+    loss = -F.logsigmoid(margin).sum() / normaliser
+    metrics = {"margin": margin.detach().mean().item(), "pair_accuracy": (margin > 0).float().mean().item()}
+    if nll_weight > 0:
+        if chosen_tokens is None:
+            raise ValueError("dpo_loss: nll_weight > 0 needs chosen_tokens (response tokens per chosen response)")
+        nll = -chosen_logps / chosen_tokens
+        loss = loss + nll_weight * nll.sum() / normaliser
+        metrics["chosen_nll"] = nll.detach().mean().item()
+    return loss, metrics

@@ -65,8 +65,9 @@ def train_dpo(model, tokenizer, pairs: list[dict], cfg: Config, run_dir, stage: 
     """Train `model` in place with the DPO loss on `pairs` (rows from `build_pairs`), for `cfg.dpo.steps` steps.
 
     Each optimizer step draws `cfg.dpo.batch_size` pairs (reshuffled every pass) and takes one AdamW
-    step at the constant rate `cfg.dpo.lr`. Metrics per step (loss, margin, pair_accuracy, grad_norm)
-    go to `run_dir/metrics.jsonl` under `stage`.
+    step at the constant rate `cfg.dpo.lr`; the loss adds `cfg.dpo.nll_weight` times the chosen
+    responses' per-token NLL (`dpo_loss`). Metrics per step (loss, margin, pair_accuracy, chosen_nll,
+    grad_norm) go to `run_dir/metrics.jsonl` under `stage`.
 
     Returns: {"steps", "pairs", "final_loss", "final_pair_accuracy"}.
     Raises: ValueError when `pairs` is empty; TrainingError on a non-finite loss (naming the step).
@@ -99,12 +100,14 @@ def train_dpo(model, tokenizer, pairs: list[dict], cfg: Config, run_dir, stage: 
         for start in range(0, len(batch), micro):
             idx = batch[start:start + micro]
             chosen, rejected = _pair_logprobs(model, [data[i] for i in idx], pad, cfg.run.precision)
+            chosen_tokens = torch.tensor([len(data[i][1]) for i in idx], dtype=chosen.dtype, device=chosen.device)
             loss, metrics = dpo_loss(chosen, rejected, ref_chosen[idx].to(chosen.device),
-                                     ref_rejected[idx].to(chosen.device), cfg.dpo.beta, num_pairs=len(batch))
+                                     ref_rejected[idx].to(chosen.device), cfg.dpo.beta, num_pairs=len(batch),
+                                     chosen_tokens=chosen_tokens, nll_weight=cfg.dpo.nll_weight)
             loss.backward()
             stats["loss"] += loss.item()
-            for key in ("margin", "pair_accuracy"):
-                stats[key] += metrics[key] * len(idx) / len(batch)
+            for key in metrics:
+                stats[key] = stats.get(key, 0.0) + metrics[key] * len(idx) / len(batch)
         if not math.isfinite(stats["loss"]):
             raise TrainingError(f"{stage} step {step}: loss is {stats['loss']}; the model folder on disk is unchanged")
         stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
