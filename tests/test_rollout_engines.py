@@ -77,6 +77,18 @@ def test_hf_engine_static_cache_generates_what_the_growing_cache_does(model_dir,
         torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=1e-4, atol=1e-5)
 
 
+def test_cpu_loads_eager_attention_that_generates_what_sdpa_does(model_dir, encoded):
+    """On CPU `load_policy` picks eager attention (faster there); it must not change what the policy does."""
+    eager, tok = load_policy(model_dir)
+    sdpa, _ = load_policy(model_dir, attn_implementation="sdpa")
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    outputs = [HFEngine(m, tok.eos_token_id, tok.pad_token_id, batch_size=8).generate(
+        encoded, SamplingParams(temperature=0, max_new_tokens=32, logprobs=True)) for m in (eager, sdpa)]
+    assert [s.token_ids for s in outputs[0]] == [s.token_ids for s in outputs[1]]
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=1e-4, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def vllm_engine(model_dir):
     pytest.importorskip("vllm", reason="vLLM not installed: make install-vllm (pip install -e '.[vllm]', then removes torchvision, "

@@ -31,7 +31,17 @@ def is_vision_language(path: str | Path) -> bool:
     return getattr(AutoConfig.from_pretrained(_checked(path)), "vision_config", None) is not None
 
 
-def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu"
+def attention_kernel(attn_implementation: str, device: str) -> str | None:
+    """The `attn_implementation` to load with: "auto" is "eager" on CPU (for the demo's models 1.15-1.25x
+    faster than "sdpa" in both generation and the update step, whose CPU flash-attention backward is slow
+    at these sizes: bench/README.md) and transformers' own default (None) on accelerators; any other
+    value is passed through."""
+    if attn_implementation != "auto":
+        return attn_implementation
+    return "eager" if str(device).startswith("cpu") else None
+
+
+def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "auto"
                 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM or vision-language model and its tokenizer from a local folder (safetensors weights).
 
@@ -40,14 +50,17 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu"
         dtype: parameter dtype, "float32" or "bfloat16". Training keeps float32 master weights and
             uses bf16 autocast for speed (see `mirrorl.trainer.precision`).
         device: "cpu", "cuda", "cuda:1", ...
+        attn_implementation: "auto" (see `attention_kernel`), "eager", "sdpa", "flash_attention_2", ...
     Returns: (model in train mode on `device`, tokenizer with a pad token and left padding).
     Raises: ModelLoadError naming the folder when it is missing or transformers cannot load it.
     """
     path = _checked(path)
     tokenizer = load_tokenizer(path)
+    kernel = attention_kernel(attn_implementation, device)
     try:
         auto = AutoModelForImageTextToText if is_vision_language(path) else AutoModelForCausalLM
-        model = auto.from_pretrained(path, dtype=getattr(torch, dtype))
+        model = auto.from_pretrained(path, dtype=getattr(torch, dtype),
+                                     **({"attn_implementation": kernel} if kernel else {}))
     except Exception as err:  # transformers raises many types; the user needs the folder and the cause
         raise ModelLoadError(f"{path}: cannot load model or tokenizer: {type(err).__name__}: {err}") from err
     return model.to(device).train(), tokenizer
