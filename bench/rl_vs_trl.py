@@ -14,7 +14,8 @@ rule-based verifier as the reward, the same torch thread count. mirrorl runs its
 defaults (bf16 training, fp32 generation); TRL runs `GRPOTrainer` with beta 0 (no reference model, like
 k1.5), `use_vllm=False`, no gradient checkpointing (3.2M parameters fit easily; checkpointing only
 recomputes) and `--trl-precision` (bf16 autocast by default: measured faster than fp32 for TRL, whose
-generation runs under the same setting). Each system runs in a fresh subprocess, alternating A B A B over
+generation runs under the same setting); both load the model with the attention kernel mirrorl's
+`load_policy` picks (eager on CPU). Each system runs in a fresh subprocess, alternating A B A B over
 `--rounds`, so machine noise hits both alike; the first iteration of every run is a warm-up and is not
 counted. Prints completions/s, generated tokens/s, seconds per phase and the ratio, and writes
 `RUN_DIR/bench_rl_vs_trl/throughput.json`.
@@ -82,6 +83,7 @@ def run_trl(args, out: Path) -> dict:
     from mirrorl.config import load_config
     from mirrorl.eval.evaluate import evaluate
     from mirrorl.metrics import PhaseTimer
+    from mirrorl.models.loading import attention_kernel
     from mirrorl.rewards import score
     from mirrorl.rollout.hf import HFEngine
     from mirrorl.tasks.datasets import load_run_datasets
@@ -92,7 +94,8 @@ def run_trl(args, out: Path) -> dict:
     data = load_run_datasets(args.run_dir / "data")
     torch.manual_seed(cfg.run.seed)
     model_dir = args.run_dir / "sft" / "model"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    attn = attention_kernel("auto", "cpu")  # the kernel mirrorl loads with (eager on CPU), for identical work
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attn)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     problems = data.rl
     dataset = Dataset.from_list([{"prompt": p.prompt, "index": i} for i, p in enumerate(problems)])
@@ -114,7 +117,7 @@ def run_trl(args, out: Path) -> dict:
     iterations, curve, train_seconds = [], [], [0.0]
     # Held-out evaluation runs on a copy: the trainer wraps the policy's forward in bf16 autocast, which the
     # engine's fp32 KV cache cannot take.
-    eval_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    eval_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attn)
     engine = HFEngine.from_config(eval_model, tokenizer, cfg)
 
     def heldout_accuracy() -> float:
