@@ -1,7 +1,8 @@
 """The CPU demo: the k1.5 pipeline end to end on a tiny model that the project creates and trains.
 
     generated arithmetic task -> tiny Llama -> long-CoT warm-up SFT (early-stopped on dev)
-    -> RL with the k1.5 loss -> continued-SFT control for the same training time -> report
+    -> RL with the k1.5 loss -> continued-SFT control for the same training time
+    -> long2short from the RL run (`demo.long2short`) -> report
 
 With `task.generated=vision` (`configs/demo_vl.yaml`) the task is the generated vision tasks and the
 model a tiny LLaVA (`mirrorl.models.tiny_vl`); the report adds accuracy per task, so arithmetic read
@@ -23,6 +24,7 @@ from pathlib import Path
 from mirrorl.config import Config, ConfigError, load_config, save_config
 from mirrorl.eval.evaluate import evaluate, evaluate_folder
 from mirrorl.eval.report import write_report
+from mirrorl.long2short.run import choose_long_checkpoint, run_long2short
 from mirrorl.models.loading import load_policy, load_processor
 from mirrorl.models.tiny import create_tiny_model
 from mirrorl.models.tiny_vl import create_tiny_vl_model
@@ -124,6 +126,12 @@ def run_demo(cfg: Config) -> dict:
             {"sft_continued": out / "sft_control" / "model"} if control else {})
         greedy = _stage(out / "greedy.json", lambda: _greedy_stage(cfg, models, data.heldout))
 
+    long2short = {}
+    if cfg.demo.long2short and cfg.task.generated == "arithmetic" and not cfg.task.data:
+        print("[demo] long2short from the RL run")
+        long_model = choose_long_checkpoint(out / "rl", cfg.long2short.checkpoint_tolerance)
+        long2short = _stage(out / "long2short" / "eval.json", lambda: run_long2short(
+            cfg, data, long_model, None, out / "long2short", base_model=out / "sft" / "model"))["models"]
     summary = {
         "sft_accuracy": sft["heldout_accuracy"],
         "rl_accuracy": rl["heldout_accuracy"],
@@ -149,6 +157,8 @@ def run_demo(cfg: Config) -> dict:
         "rl_curve": rl["curve"],
         "sft_continued_curve": control.get("curve", []),
         "rl_samples": rl["samples"],
+        "long2short": {label: {k: row[k] for k in ("accuracy", "mean_response_tokens")}
+                       for label, row in long2short.items()},
         "wall_seconds": time.time() - start_time,
     }
     write_report(out, summary)

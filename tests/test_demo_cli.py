@@ -14,6 +14,9 @@ QUICK = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "tas
          "task.rl_prompts=40", "task.warmup_size=16", "sft.max_steps=6", "sft.eval_every=3", "sft.batch_size=8",
          "rl.iterations=2", "rl.prompts_per_iteration=4", "rl.samples_per_prompt=4", "rl.max_response_tokens=24",
          "rl.minibatches=2", "eval.max_response_tokens=24", "rl.eval_every=1", "rl.save_every=1"]
+LONG2SHORT = ["demo.long2short=true", "long2short.prompts=4", "long2short.samples_per_prompt=4",
+              "long2short.max_response_tokens=24", "dpo.steps=2", "dpo.batch_size=2", "long2short.short_sft_prompts=4",
+              "long2short.short_sft_steps=2", "long2short.rl_iterations=1", "long2short.rl_max_response_tokens=8"]
 
 
 def test_demo_quick_run_writes_every_output(tmp_path, monkeypatch):
@@ -24,12 +27,13 @@ def test_demo_quick_run_writes_every_output(tmp_path, monkeypatch):
         greedy_calls.append((Path(folder).relative_to(out).as_posix(), eval_cfg.temperature))
         return evaluate_folder(folder, problems, cfg, eval_cfg, **kwargs)
     monkeypatch.setattr(mirrorl.demo, "evaluate_folder", spy)
-    assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK]) == 0
+    assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK, *LONG2SHORT]) == 0
     for name in ("config.yaml", "summary.json", "report.md", "plots/reward.png", "plots/heldout_accuracy.png",
                  "plots/response_length.png", "plots/accuracy_vs_time.png", "data/heldout.jsonl",
                  "data/warmup_sft.jsonl", "base_model/model.safetensors", "sft/model/model.safetensors",
                  "rl/final/model.safetensors", "rl/checkpoints/latest", "rl/metrics.jsonl",
-                 "sft_control/model/model.safetensors"):
+                 "sft_control/model/model.safetensors", "long2short/eval.json", "long2short/token_efficiency.png",
+                 "long2short/merge/model.safetensors"):
         assert (out / name).exists(), name
     assert list((out / "rl" / "tb" / "rl").glob("events.out.tfevents.*"))
     summary = json.loads((out / "summary.json").read_text())
@@ -47,8 +51,14 @@ def test_demo_quick_run_writes_every_output(tmp_path, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), sft.state_dict().values()))
     assert any(not torch.equal(a, b) for a, b in zip(sft.state_dict().values(), control.state_dict().values()))
     assert summary["sft_continued_curve"][-1][2] == summary["sft_continued_accuracy"]
+    # long2short ran from the RL run; its points are in the summary and the report
+    long2short = json.loads((out / "long2short" / "eval.json").read_text())["models"]
+    assert set(summary["long2short"]) == set(long2short) >= {"long", "short", "merge", "rl"}
+    assert summary["long2short"]["merge"]["accuracy"] == long2short["merge"]["accuracy"]
+    report = (out / "report.md").read_text()
+    assert "## Long2short" in report and "| merge |" in report and "long2short/token_efficiency.png" in report
     # a second run reuses every finished stage
-    assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK]) == 0
+    assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK, *LONG2SHORT]) == 0
 
 
 def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir):

@@ -31,7 +31,9 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
     """Write summary.json, plots/*.png and report.md for a demo run folder; returns report.md's path.
 
     Reads `rl/metrics.jsonl` (reward, held-out accuracy and response length per iteration) and the
-    accuracy-vs-training-seconds curves of RL and of the continued-SFT control from `summary`.
+    accuracy-vs-training-seconds curves of RL and of the continued-SFT control from `summary`; with a
+    `summary["long2short"]` (label -> accuracy, mean_response_tokens) it adds the token-efficiency table
+    and the figure in `long2short/`.
     """
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
@@ -76,6 +78,16 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
 |---|---|---|
 {task_rows}
 """ if tasks else ""
+    long2short = f"""
+## Long2short: accuracy against response length
+
+Every model answers the same held-out prompts (`long2short/`, report section 2.4; `long` is the RL
+checkpoint long2short starts from).
+
+{token_efficiency_table(summary["long2short"])}
+
+![token efficiency](long2short/token_efficiency.png)
+""" if summary.get("long2short") else ""
     samples = "\n\n".join(f"prompt `{s['prompt'].strip()}` (gold {s['gold']}, {'correct' if s['correct'] else 'wrong'}):\n"
                           f"```\n{s['response']}\n```" for s in summary.get("rl_samples", [])[:4])
     text = f"""# mirrorl run report
@@ -93,7 +105,7 @@ wall time that RL took.
 | level | after warm-up SFT | continued SFT | after RL |
 |---|---|---|---|
 {rows}
-{task_table}
+{task_table}{long2short}
 ## Plots
 
 {chr(10).join(f'![{name}](plots/{name})' for name in images)}
@@ -130,12 +142,18 @@ def write_token_efficiency(out_dir: str | Path, models: dict[str, dict], heldout
     png = out_dir / "token_efficiency.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
+    md = out_dir / "token_efficiency.md"
+    md.write_text(f"# Token efficiency on {heldout_size} held-out prompts\n\n" + token_efficiency_table(models)
+                  + "\n\n![token efficiency](token_efficiency.png)\n")
+    return png, md
+
+
+def token_efficiency_table(models: dict[str, dict]) -> str:
+    """Markdown table of `models` (label -> {"accuracy", "mean_response_tokens"}) in the given order, with
+    each model's tokens relative to the first one's."""
     first = next(iter(models.values()))["mean_response_tokens"]
     lines = ["| model | accuracy (pass@1) | mean response tokens | tokens vs first |", "|---|---|---|---|"]
     for label, row in models.items():
         change = f"{row['mean_response_tokens'] / first - 1:+.0%}" if first else "n/a"
         lines.append(f"| {label} | {row['accuracy']:.3f} | {row['mean_response_tokens']:.1f} | {change} |")
-    md = out_dir / "token_efficiency.md"
-    md.write_text(f"# Token efficiency on {heldout_size} held-out prompts\n\n" + "\n".join(lines)
-                  + "\n\n![token efficiency](token_efficiency.png)\n")
-    return png, md
+    return "\n".join(lines)

@@ -157,7 +157,10 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
 
     if rows:
         print("[long2short] SFT on the shortest correct responses")
-        run_sft(model, tokenizer, rows, data.dev, cfg, out / "shortest", stage="shortest_sft")
+        sft_cfg = copy.deepcopy(cfg)
+        sft_cfg.sft.lr, sft_cfg.sft.max_steps = l2s.sft_lr, l2s.sft_steps
+        sft_cfg.sft.eval_every = max(1, l2s.sft_steps // 4)
+        run_sft(model, tokenizer, rows, data.dev, sft_cfg, out / "shortest", stage="shortest_sft")
         models["shortest"] = _save(model, tokenizer, out / "shortest" / "model")
     if pairs:
         print("[long2short] DPO: shortest correct preferred over longer ones")
