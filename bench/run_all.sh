@@ -11,4 +11,6 @@ echo "== threads and precision (bench/cpu_settings.py)";  $PY bench/cpu_settings
 echo "== update step vs matmul peak (bench/train_step.py)"; $PY bench/train_step.py
 echo "== rollout engines (bench/rollout_engines.py)";      $PY bench/rollout_engines.py
 echo "== RL throughput vs TRL (bench/rl_vs_trl.py)";       bench/.venv-trl/bin/python bench/rl_vs_trl.py "$RUN"
+echo "== time to accuracy vs TRL (about 35 min)";          bench/.venv-trl/bin/python bench/rl_vs_trl.py "$RUN" \
+    --time-to-accuracy 0.5 --max-seconds 900 --rounds 1
 echo "== scaling (bench/scaling.py)";                      $PY bench/scaling.py "$RUN"
