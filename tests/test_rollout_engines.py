@@ -14,7 +14,7 @@ from mirrorl.models.loading import load_policy
 from mirrorl.models.tiny import create_tiny_model
 from mirrorl.rewards.math import Verdict
 from mirrorl.rollout.engine import SamplingParams, memory_in_use_bytes
-from mirrorl.rollout.hf import HFEngine, length_batches
+from mirrorl.rollout.hf import HFEngine
 from mirrorl.rollout.replay_buffer import Trajectory, extend_rollouts
 from mirrorl.rollout.repeat import first_loop_end
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
@@ -75,27 +75,6 @@ def test_hf_engine_static_cache_generates_what_the_growing_cache_does(model_dir,
     assert [s.finish_reason for s in outputs[0]] == [s.finish_reason for s in outputs[1]]
     for a, b in zip(*outputs):
         torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=1e-4, atol=1e-5)
-
-
-def test_length_batches_keep_long_continuations_apart():
-    assert length_batches([10, 12, 20, 30], batch_size=2) == [(0, 2), (2, 4)]
-    # fresh prompts (about 10 tokens) and continuations with long prefixes go to separate calls
-    assert length_batches([8, 10, 11, 84, 90, 700], batch_size=256) == [(0, 3), (3, 5), (5, 6)]
-    assert length_batches([5, 5, 5], batch_size=256) == [(0, 3)] and length_batches([], 4) == []
-
-
-def test_hf_engine_generates_the_same_with_long_prefixes_in_separate_calls(model_dir, encoded, monkeypatch):
-    model, tok = load_policy(model_dir)
-    prefixes = [[] for _ in encoded]
-    prefixes[0] = [tok.convert_tokens_to_ids("1")] * 150  # a long partial-rollout continuation
-    greedy = SamplingParams(temperature=0, max_new_tokens=16, logprobs=True)
-    calls, generate = [], model.generate
-    monkeypatch.setattr(model, "generate", lambda **kw: calls.append(kw["input_ids"].shape) or generate(**kw))
-    segments = HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=32).generate(encoded, greedy, prefixes)
-    assert len(calls) == 2 and calls[1][0] == 1  # the long row alone
-    one_by_one = [HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=1).generate([p], greedy, [q])[0]
-                  for p, q in zip(encoded, prefixes)]
-    assert [s.token_ids for s in segments] == [s.token_ids for s in one_by_one]
 
 
 def test_cpu_loads_eager_attention_that_generates_what_sdpa_does(model_dir, encoded):

@@ -52,20 +52,6 @@ class RepeatStop(StoppingCriteria):
         return looping
 
 
-def length_batches(lengths: list[int], batch_size: int, stretch: float = 2.0, slack: int = 64) -> list[tuple[int, int]]:
-    """Cut rows sorted by input length (`lengths`, ascending, tokens) into [start, end) batches of at most
-    `batch_size` rows; a batch ends before the first row longer than `stretch` x its first row + `slack`
-    tokens, so no row is left-padded to much more than twice its own length."""
-    batches, start = [], 0
-    for i, length in enumerate(lengths):
-        if i > start and (i - start == batch_size or length > stretch * lengths[start] + slack):
-            batches.append((start, i))
-            start = i
-    if lengths:
-        batches.append((start, len(lengths)))
-    return batches
-
-
 class HFEngine:
     """Generate with `transformers` `generate` in batches of at most `batch_size` prompts.
 
@@ -111,9 +97,7 @@ class HFEngine:
                  ) -> list[Segment]:
         """Sample one response (or continuation of `prefixes[i]`) per prompt; see `RolloutEngine.generate`.
 
-        Inputs (prompt + prefix) are sorted by length and cut into batches (`length_batches`) of at most
-        `batch_size` rows whose longest input is at most twice the shortest (plus 64 tokens), so a few
-        long partial-rollout continuations do not pad every fresh prompt of the call to their length.
+        Inputs (prompt + prefix) are sorted by length and left-padded per batch, so a batch pads little.
         A row's finish reason is the first of: end-of-sequence ("stop"), a loop ("repeat", tokens
         kept up to the one that completed the loop) and the token limit ("length").
         """
@@ -125,9 +109,9 @@ class HFEngine:
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
-        batches = length_batches([len(inputs[i]) for i in order], self.batch_size)
-        for start, end in tqdm(batches, desc="rollout", leave=False, disable=not self.progress):
-            idx = order[start:end]
+        batches = range(0, len(order), self.batch_size)
+        for start in tqdm(batches, desc="rollout", leave=False, disable=not self.progress):
+            idx = order[start:start + self.batch_size]
             width = max(len(inputs[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
