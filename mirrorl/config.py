@@ -332,7 +332,8 @@ _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.suc
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "task.check_rate", "eval.temperature", "long2short.temperature",
                  "long2short.merge_weight", "dpo.nll_weight", "curate.temperature", "curate.max_pass_rate",
-                 "curate.guess_samples", "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature", "distributed.num_cpus",
+                 "curate.guess_samples", "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature",
+                 "distributed.num_cpus",
                  "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "task.check_rate", "long2short.merge_weight", "curate.max_pass_rate",

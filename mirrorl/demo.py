@@ -129,9 +129,9 @@ def run_demo(cfg: Config) -> dict:
     long2short = {}
     if cfg.demo.long2short and cfg.task.generated == "arithmetic" and not cfg.task.data:
         print("[demo] long2short from the RL run")
-        long_model = choose_long_checkpoint(out / "rl", cfg.long2short.checkpoint_tolerance)
         long2short = _stage(out / "long2short" / "eval.json", lambda: run_long2short(
-            cfg, data, long_model, None, out / "long2short", base_model=out / "sft" / "model"))["models"]
+            cfg, data, choose_long_checkpoint(out / "rl", cfg.long2short.checkpoint_tolerance), None,
+            out / "long2short", base_model=out / "sft" / "model"))["models"]
     summary = {
         "sft_accuracy": sft["heldout_accuracy"],
         "rl_accuracy": rl["heldout_accuracy"],
