@@ -76,7 +76,7 @@ def main() -> None:
             norm = torch.sqrt(sum((d ** 2).sum() for d in direction.values()))
             with torch.no_grad():
                 for n, p in model.named_parameters():
-                    p.copy_(base[n] + step * direction[n] / norm if n in direction else base[n])
+                    p.copy_(base[n] - step * direction[n] / norm if n in direction else base[n])
             row.append(sample(16, 2)[1].mean().item())
         print(f"{step:>8g} {row[0]:>8.3f} {row[1]:>8.3f}", flush=True)
 

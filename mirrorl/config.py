@@ -175,7 +175,11 @@ class Long2ShortConfig:
     samples_per_prompt: int = opt(8, "n: responses per prompt (the report's shortest rejection sampling uses 8)")
     temperature: float = opt(1.0, "sampling temperature for those responses")
     max_response_tokens: int = opt(224, "longest sampled response in tokens; cut ones count as incorrect")
-    merge_weight: float = opt(0.5, "weight of the short model in the merge (0.5 = the report's simple average)")
+    merge_weights: list = opt([0.5], "weights of the short model in the merge: one value = that merge (0.5 = the "
+                              "report's simple average); several = each tried in increasing order on the dev prompts, "
+                              "keeping the first whose dev pass@1 is at least the long model's minus merge_tolerance "
+                              "(none: the most accurate)")
+    merge_tolerance: float = opt(0.0, "dev pass@1 a chosen merge may lose against the long model (merge_weights)")
     sft_lr: float = opt(3e-5, "peak learning rate of the SFT on the shortest correct responses: the long model is a "
                         "finished RL policy, and the warm-up rate sft.lr lowered its dev accuracy from 0.80 to 0.19 "
                         "in 50 steps (1e-4: 0.67; 3e-5: 0.80 at 14% fewer tokens)")
@@ -331,12 +335,12 @@ _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.suc
                  "rl.lr_warmup_iterations", "rl.grad_clip", "rl.max_seconds", "rl.partial_rollout_tokens",
                  "rl.repeat_window_tokens", "rl.repeat_penalty", "sft.max_seconds", "sft.min_lr_ratio",
                  "task.warmup_size", "task.slip_rate", "task.check_rate", "eval.temperature", "long2short.temperature",
-                 "long2short.merge_weight", "dpo.nll_weight", "curate.temperature", "curate.max_pass_rate",
+                 "long2short.merge_tolerance", "dpo.nll_weight", "curate.temperature", "curate.max_pass_rate",
                  "curate.guess_samples", "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature",
                  "distributed.num_cpus",
                  "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
-                "sft.min_lr_ratio", "task.slip_rate", "task.check_rate", "long2short.merge_weight", "curate.max_pass_rate",
+                "sft.min_lr_ratio", "task.slip_rate", "task.check_rate", "curate.max_pass_rate",
                 "validate.test_agreement", "validate.problem_pass")
 
 
@@ -387,6 +391,10 @@ def _validate(cfg: Config, source: str) -> None:
     if cfg.task.generated == "vision" and cfg.distributed.backend == "ray":
         raise ConfigError(f"{source}: the Ray backend's rollout workers take text prompts only; run vision tasks "
                           "with distributed.backend=local")
+    weights = cfg.long2short.merge_weights
+    if not weights or not all(isinstance(w, (int, float)) and 0 <= w <= 1 for w in weights):
+        raise ConfigError(f"{source}: long2short.merge_weights must be a non-empty list of numbers in [0, 1], "
+                          f"got {weights!r}")
     if cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(f"{source}: model.hidden_size must be a multiple of model.num_heads")
     if cfg.rl.repeat_window_tokens and not 1 <= cfg.rl.repeat_max_period_tokens <= cfg.rl.repeat_window_tokens // 2:

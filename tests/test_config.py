@@ -28,6 +28,8 @@ def test_defaults_yaml_overrides_and_round_trip(tmp_path):
     ("", ["rl.success_ema=1.5"], "rl.success_ema must be <= 1"),
     ("", ["rl.clip_eps=0"], "rl.clip_eps must be > 0"),
     ("", ["rl.minibatches=3"], "must divide"),
+    ("", ["long2short.merge_weights=[0.5,1.5]"], "long2short.merge_weights must be"),
+    ("", ["long2short.merge_weights=[]"], "long2short.merge_weights must be"),
     ("", ["justaword"], "section.key=value"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, overrides, needle):

@@ -1,6 +1,7 @@
 """Long2short: shortest rejection sampling, DPO pairs by the 1.5x rule, and DPO training on a tiny model."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -124,6 +125,45 @@ def test_run_long2short_builds_every_model_and_the_figure(tmp_path, tiny_model_d
     assert l2s_rl.rl.length_penalty_weight == cfg.long2short.rl_length_penalty_weight > 0
     assert l2s_rl.rl.length_penalty_warmup == 0 and l2s_rl.rl.max_response_tokens == 8
     assert l2s_rl.model.path == str(tiny_model_dir)
+
+
+def test_merge_weight_is_chosen_on_dev(tmp_path, tiny_model_dir, monkeypatch):
+    from safetensors.torch import load_file
+
+    import mirrorl.long2short.run as l2s_run
+    from mirrorl.models.tiny import create_tiny_model
+    from mirrorl.tasks.datasets import build_datasets
+    short = create_tiny_model(tmp_path / "short", hidden_size=32, num_layers=2, num_heads=2, seed=7)
+    cfg = load_config(None, TINY_RUN + ["long2short.merge_weights=[0.6,0.2,0.4]"])
+    data = build_datasets(cfg.task, 0)
+    evaluated = []
+
+    def fake_evaluate(folder, problems, cfg, eval_cfg=None):  # dev accuracy by call: long, then weights ascending
+        assert problems == data.dev
+        evaluated.append(folder)
+        return SimpleNamespace(accuracy=accuracies[len(evaluated) - 1], mean_response_tokens=10.0)
+
+    def merged_weight(folder):  # recover w from one merged tensor: (1 - w) * A + w * B
+        name = "model.embed_tokens.weight"
+        a, b, m = (load_file(Path(f) / "model.safetensors")[name] for f in (tiny_model_dir, short, folder))
+        return ((m - a).flatten() @ (b - a).flatten() / (b - a).flatten().square().sum()).item()
+
+    monkeypatch.setattr(l2s_run, "evaluate_folder", fake_evaluate)
+    accuracies = [0.5, 0.3, 0.5, 0.9]  # 0.2 falls short of the long model, 0.4 reaches it: 0.6 is never tried
+    folder, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge")
+    assert [p["weight"] for p in sweep] == [0.0, 0.2, 0.4] and len(evaluated) == 3
+    assert merged_weight(folder) == pytest.approx(0.4, abs=1e-3)
+
+    evaluated.clear()
+    accuracies = [0.8, 0.3, 0.6, 0.5]  # none reaches 0.8: the most accurate (0.4) is written back
+    folder, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge2")
+    assert [p["dev_accuracy"] for p in sweep] == [0.8, 0.3, 0.6, 0.5]
+    assert merged_weight(folder) == pytest.approx(0.4, abs=1e-3)
+
+    cfg.long2short.merge_weights = [0.5]  # one weight: the report's plain average, no dev evaluation
+    evaluated.clear()
+    folder, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge3")
+    assert sweep == [] and evaluated == [] and merged_weight(folder) == pytest.approx(0.5, abs=1e-3)
 
 
 def _rl_run(folder, evals, kept, model_dir):
