@@ -131,7 +131,7 @@ def run_demo(cfg: Config) -> dict:
         print("[demo] long2short from the RL run")
         long2short = _stage(out / "long2short" / "eval.json", lambda: run_long2short(
             cfg, data, choose_long_checkpoint(out / "rl", cfg.long2short.checkpoint_tolerance), None,
-            out / "long2short", base_model=out / "sft" / "model"))["models"]
+            out / "long2short", base_model=out / "sft" / "model"))
     summary = {
         "sft_accuracy": sft["heldout_accuracy"],
         "rl_accuracy": rl["heldout_accuracy"],
@@ -158,7 +158,8 @@ def run_demo(cfg: Config) -> dict:
         "sft_continued_curve": control.get("curve", []),
         "rl_samples": rl["samples"],
         "long2short": {label: {k: row[k] for k in ("accuracy", "mean_response_tokens")}
-                       for label, row in long2short.items()},
+                       for label, row in long2short.get("models", {}).items()},
+        **({"long2short_merge_weight": long2short["merge_weight"]} if long2short else {}),
         "wall_seconds": time.time() - start_time,
     }
     write_report(out, summary)

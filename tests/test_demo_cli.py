@@ -52,11 +52,16 @@ def test_demo_quick_run_writes_every_output(tmp_path, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(sft.state_dict().values(), control.state_dict().values()))
     assert summary["sft_continued_curve"][-1][2] == summary["sft_continued_accuracy"]
     # long2short ran from the RL run; its points are in the summary and the report
-    long2short = json.loads((out / "long2short" / "eval.json").read_text())["models"]
+    l2s = json.loads((out / "long2short" / "eval.json").read_text())
+    long2short = l2s["models"]
     assert set(summary["long2short"]) == set(long2short) >= {"long", "short", "merge", "rl"}
     assert summary["long2short"]["merge"]["accuracy"] == long2short["merge"]["accuracy"]
+    # the recipe's merge weights were tried on dev (the long model first as weight 0); the kept one is among them
+    assert [p["weight"] for p in l2s["merge_sweep"]][0] == 0.0 and len(l2s["merge_sweep"]) >= 2
+    assert summary["long2short_merge_weight"] == l2s["merge_weight"] in [p["weight"] for p in l2s["merge_sweep"]]
     report = (out / "report.md").read_text()
     assert "## Long2short" in report and "| merge |" in report and "long2short/token_efficiency.png" in report
+    assert f"weighs the short model {l2s['merge_weight']:g}" in report
     # a second run reuses every finished stage
     assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK, *LONG2SHORT]) == 0
 

@@ -150,19 +150,19 @@ def test_merge_weight_is_chosen_on_dev(tmp_path, tiny_model_dir, monkeypatch):
 
     monkeypatch.setattr(l2s_run, "evaluate_folder", fake_evaluate)
     accuracies = [0.5, 0.3, 0.5, 0.9]  # 0.2 falls short of the long model, 0.4 reaches it: 0.6 is never tried
-    folder, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge")
-    assert [p["weight"] for p in sweep] == [0.0, 0.2, 0.4] and len(evaluated) == 3
+    folder, weight, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge")
+    assert [p["weight"] for p in sweep] == [0.0, 0.2, 0.4] and len(evaluated) == 3 and weight == 0.4
     assert merged_weight(folder) == pytest.approx(0.4, abs=1e-3)
 
     evaluated.clear()
     accuracies = [0.8, 0.3, 0.6, 0.5]  # none reaches 0.8: the most accurate (0.4) is written back
-    folder, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge2")
-    assert [p["dev_accuracy"] for p in sweep] == [0.8, 0.3, 0.6, 0.5]
+    folder, weight, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge2")
+    assert [p["dev_accuracy"] for p in sweep] == [0.8, 0.3, 0.6, 0.5] and weight == 0.4
     assert merged_weight(folder) == pytest.approx(0.4, abs=1e-3)
 
     cfg.long2short.merge_weights = [0.5]  # one weight: the report's plain average, no dev evaluation
     evaluated.clear()
-    folder, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge3")
+    folder, weight, sweep = l2s_run.merge_on_dev(cfg, data, tiny_model_dir, short, tmp_path / "merge3")
     assert sweep == [] and evaluated == [] and merged_weight(folder) == pytest.approx(0.5, abs=1e-3)
 
 

@@ -82,7 +82,7 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
 ## Long2short: accuracy against response length
 
 Every model answers the same held-out prompts (`long2short/`, report section 2.4; `long` is the RL
-checkpoint long2short starts from).
+checkpoint long2short starts from; `merge` weighs the short model {summary.get("long2short_merge_weight", 0.5):g}).
 
 {token_efficiency_table(summary["long2short"])}
 

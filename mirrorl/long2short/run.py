@@ -96,7 +96,7 @@ def train_short_cot(cfg: Config, data: Datasets, base_model: str | Path, out_dir
 
 
 def merge_on_dev(cfg: Config, data: Datasets, long_model: str | Path, short_model: str | Path, out_dir: str | Path
-                 ) -> tuple[Path, list[dict]]:
+                 ) -> tuple[Path, float, list[dict]]:
     """Merge `long_model` with `short_model` into `out_dir`, at the weight `long2short.merge_weights` gives.
 
     One weight: that merge (the report averages, weight 0.5). Several: the interpolation weight is a
@@ -105,14 +105,14 @@ def merge_on_dev(cfg: Config, data: Datasets, long_model: str | Path, short_mode
     is at least the long model's minus `long2short.merge_tolerance` is kept; if none is, the most
     accurate. Only the kept merge stays on disk.
 
-    Returns: (the merged model folder, [{"weight", "dev_accuracy", "dev_mean_response_tokens"}] for the long
-        model as weight 0 and each weight tried; empty for a single weight).
+    Returns: (the merged model folder, its weight, [{"weight", "dev_accuracy", "dev_mean_response_tokens"}]
+        for the long model as weight 0 and each weight tried; empty for a single weight).
     Raises: MergeError when the two models differ in architecture.
     """
     weights = sorted(cfg.long2short.merge_weights)
     if len(weights) == 1:
         print(f"[long2short] merge: {1 - weights[0]:g} * long + {weights[0]:g} * short")
-        return merge_models(long_model, short_model, out_dir, weight=weights[0]), []
+        return merge_models(long_model, short_model, out_dir, weight=weights[0]), weights[0], []
 
     def dev_point(weight: float, folder) -> dict:
         result = evaluate_folder(folder, data.dev, cfg)
@@ -125,10 +125,10 @@ def merge_on_dev(cfg: Config, data: Datasets, long_model: str | Path, short_mode
     for weight in weights:
         sweep.append(dev_point(weight, merge_models(long_model, short_model, out_dir, weight=weight)))
         if sweep[-1]["dev_accuracy"] >= target:
-            return Path(out_dir), sweep
+            return Path(out_dir), weight, sweep
     best = max(sweep[1:], key=lambda point: point["dev_accuracy"])
     print(f"[long2short] no merge reached the long model's dev accuracy; keeping weight {best['weight']:g}")
-    return merge_models(long_model, short_model, out_dir, weight=best["weight"]), sweep
+    return merge_models(long_model, short_model, out_dir, weight=best["weight"]), best["weight"], sweep
 
 
 def long2short_rl(cfg: Config, data: Datasets, long_model: str | Path, out_dir: str | Path) -> Path:
@@ -163,7 +163,8 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
         scorer: `scorer(problem, text) -> Verdict` that judges the samples (default: the task's reward).
         base_model: where short-CoT SFT starts (the warm-up SFT model the long model was trained from).
     Returns: {"heldout_size", "models": label -> {"path", "accuracy", "mean_response_tokens", "per_level"},
-        "merge_sweep" (see `merge_on_dev`), "sft_rows", "dpo_pairs"}; a method whose data came out empty (no correct sample) is left out.
+        "merge_weight", "merge_sweep" (see `merge_on_dev`), "sft_rows", "dpo_pairs"}; a method whose data
+        came out empty (no correct sample) is left out.
     Raises: MergeError when the two models differ in architecture; ModelLoadError for a bad folder;
         ValueError when neither `short_model` nor `base_model` is given.
     """
@@ -175,7 +176,7 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
         print(f"[long2short] short-CoT SFT from {base_model}")
         short_model = train_short_cot(cfg, data, base_model, out / "short")
     models = {"long": Path(long_model), "short": Path(short_model)}
-    models["merge"], merge_sweep = merge_on_dev(cfg, data, long_model, short_model, out / "merge")
+    models["merge"], merge_weight, merge_sweep = merge_on_dev(cfg, data, long_model, short_model, out / "merge")
 
     problems = data.rl[:l2s.prompts]
     print(f"[long2short] sampling {l2s.samples_per_prompt} responses to each of {len(problems)} prompts")
@@ -213,7 +214,8 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
         results[label] = {"path": str(path), "accuracy": result.accuracy,
                           "mean_response_tokens": result.mean_response_tokens, "per_level": result.per_level}
         print(f"[long2short] {label}: accuracy {result.accuracy:.3f}  mean tokens {result.mean_response_tokens:.1f}")
-    summary = {"heldout_size": len(data.heldout), "models": results, "merge_sweep": merge_sweep,
+    summary = {"heldout_size": len(data.heldout), "models": results, "merge_weight": merge_weight,
+               "merge_sweep": merge_sweep,
                "sft_rows": len(rows), "dpo_pairs": len(pairs)}
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     write_token_efficiency(out, results, len(data.heldout))
