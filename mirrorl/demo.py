@@ -159,7 +159,7 @@ def run_demo(cfg: Config) -> dict:
         "rl_samples": rl["samples"],
         "long2short": {label: {k: row[k] for k in ("accuracy", "mean_response_tokens")}
                        for label, row in long2short.get("models", {}).items()},
-        **({"long2short_merge_weight": long2short["merge_weight"]} if long2short else {}),
+        **({"long2short_merge_weight": long2short["merge_weight"]} if "merge_weight" in long2short else {}),
         "wall_seconds": time.time() - start_time,
     }
     write_report(out, summary)

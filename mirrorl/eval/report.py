@@ -78,11 +78,13 @@ def write_report(run_dir: str | Path, summary: dict) -> Path:
 |---|---|---|
 {task_rows}
 """ if tasks else ""
+    merge_weight = (f"; `merge` weighs the short model {summary['long2short_merge_weight']:g}"
+                    if "long2short_merge_weight" in summary else "")
     long2short = f"""
 ## Long2short: accuracy against response length
 
 Every model answers the same held-out prompts (`long2short/`, report section 2.4; `long` is the RL
-checkpoint long2short starts from; `merge` weighs the short model {summary.get("long2short_merge_weight", 0.5):g}).
+checkpoint long2short starts from{merge_weight}).
 
 {token_efficiency_table(summary["long2short"])}
 
