@@ -118,7 +118,8 @@ def merge_on_dev(cfg: Config, data: Datasets, long_model: str | Path, short_mode
         result = evaluate_folder(folder, data.dev, cfg)
         print(f"[long2short] merge weight {weight:g}: dev accuracy {result.accuracy:.3f}, "
               f"{result.mean_response_tokens:.1f} tokens")
-        return {"weight": weight, "dev_accuracy": result.accuracy, "dev_mean_response_tokens": result.mean_response_tokens}
+        return {"weight": weight, "dev_accuracy": result.accuracy,
+                "dev_mean_response_tokens": result.mean_response_tokens}
 
     sweep = [dev_point(0.0, long_model)]
     target = sweep[0]["dev_accuracy"] - cfg.long2short.merge_tolerance
@@ -215,8 +216,7 @@ def run_long2short(cfg: Config, data: Datasets, long_model: str | Path, short_mo
                           "mean_response_tokens": result.mean_response_tokens, "per_level": result.per_level}
         print(f"[long2short] {label}: accuracy {result.accuracy:.3f}  mean tokens {result.mean_response_tokens:.1f}")
     summary = {"heldout_size": len(data.heldout), "models": results, "merge_weight": merge_weight,
-               "merge_sweep": merge_sweep,
-               "sft_rows": len(rows), "dpo_pairs": len(pairs)}
+               "merge_sweep": merge_sweep, "sft_rows": len(rows), "dpo_pairs": len(pairs)}
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     write_token_efficiency(out, results, len(data.heldout))
     return summary
