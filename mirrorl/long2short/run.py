@@ -97,7 +97,8 @@ def train_short_cot(cfg: Config, data: Datasets, base_model: str | Path, out_dir
 
 def merge_on_dev(cfg: Config, data: Datasets, long_model: str | Path, short_model: str | Path, out_dir: str | Path
                  ) -> tuple[Path, float, list[dict]]:
-    """Merge `long_model` with `short_model` into `out_dir`, at the weight `long2short.merge_weights` gives.
+    """Model merging (report section 2.4): `long_model` and `short_model` averaged into `out_dir` at the
+    short model's weight that `long2short.merge_weights` gives.
 
     One weight: that merge (the report averages, weight 0.5). Several: the interpolation weight is a
     choice the report leaves open, made here on the dev prompts (never the held-out ones): weights are
