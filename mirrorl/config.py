@@ -29,9 +29,11 @@ class RunConfig:
     out_dir: str = opt("runs/demo", "output folder (run folder; for tiny-model the model folder)")
     seed: int = opt(0, "seed for data generation, sampling and initialisation")
     threads: int = opt(0, "torch intra-op threads; 0 = one per physical core (measured fastest for tiny models)")
-    precision: str = opt("bf16", "training forward/backward precision: bf16 (autocast, fp32 master weights) or fp32")
-    generation_precision: str = opt("fp32", "rollout and evaluation precision: fp32 or bf16 (autocast); on CPU fp32 "
-                                    "generates about 1.2x faster (bench/cpu_settings.py)")
+    precision: str = opt("auto", "training forward/backward precision: bf16 (autocast, fp32 master weights), fp32, or "
+                         "auto (bf16 where the device runs it natively: CUDA from compute capability 8.0, CPUs with "
+                         "AVX-512 or AMX; fp32 elsewhere, e.g. AVX2-only CPUs, where bf16 is emulated and 19x slower)")
+    generation_precision: str = opt("fp32", "rollout and evaluation precision: fp32, bf16 (autocast) or auto (as for "
+                                    "precision); on CPU fp32 generates about 1.2x faster (bench/cpu_settings.py)")
     device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
 
 
@@ -308,7 +310,7 @@ class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and the key."""
 
 
-_CHOICES = {"run.precision": ("bf16", "fp32"), "run.generation_precision": ("bf16", "fp32"),
+_CHOICES = {"run.precision": ("auto", "bf16", "fp32"), "run.generation_precision": ("auto", "bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
             "rl.optimizer": ("adamw", "sgd"), "task.generated": ("arithmetic", "vision"),
             "rl.reward": ("rules", "judge", "rules_then_judge"),

@@ -48,7 +48,7 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str = "cpu", a
     Args:
         path: a folder with `config.json`, weights and tokenizer files, as written by `save_pretrained`.
         dtype: parameter dtype, "float32" or "bfloat16". Training keeps float32 master weights and
-            uses bf16 autocast for speed (see `mirrorl.trainer.precision`).
+            uses bf16 autocast where the device runs it natively (see `mirrorl.trainer.precision`).
         device: "cpu", "cuda", "cuda:1", ...
         attn_implementation: "auto" (see `attention_kernel`), "eager", "sdpa", "flash_attention_2", ...
     Returns: (model in train mode on `device`, tokenizer with a pad token and left padding).

@@ -59,6 +59,7 @@ import torch
 from mirrorl.models.multimodal import PICTURE, merge_placeholder_runs, placeholder_token_ids
 from mirrorl.rollout.engine import SamplingParams, Segment
 from mirrorl.rollout.repeat import first_loop_end
+from mirrorl.trainer.precision import resolve_precision
 
 _INSTALL = "vLLM is not installed: make install-vllm (CPU build; GPU: pip install vllm, see README)"
 
@@ -78,7 +79,8 @@ class VLLMEngine:
 
     Args:
         model_path: HF model folder (config, safetensors, tokenizer) to start from.
-        precision: "fp32" or "bf16": the dtype vLLM holds the weights in.
+        precision: "fp32", "bf16" or "auto" (`resolve_precision` on vLLM's device): the dtype vLLM holds
+            the weights in.
         kv_cache_mb: memory for the KV cache (MiB); vLLM's `kv_cache_memory_bytes`.
         max_model_len: longest prompt + response (tokens); 0 = the model's `max_position_embeddings`.
         seed: vLLM's engine seed.
@@ -92,7 +94,8 @@ class VLLMEngine:
         from vllm.platforms import current_platform
         self.model_path, self.progress = str(model_path), progress
         self.sleep_mode = current_platform.is_sleep_mode_available()
-        self.args = dict(model=self.model_path, dtype={"fp32": "float32", "bf16": "bfloat16"}[precision],
+        dtype = {"fp32": "float32", "bf16": "bfloat16"}[resolve_precision(precision, current_platform.device_type)]
+        self.args = dict(model=self.model_path, dtype=dtype,
                          kv_cache_memory_bytes=kv_cache_mb << 20, max_model_len=max_model_len or None, seed=seed,
                          logprobs_mode="raw_logprobs", enable_sleep_mode=self.sleep_mode,
                          enforce_eager=current_platform.is_cpu())
