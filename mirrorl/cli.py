@@ -235,10 +235,14 @@ def _sandbox(args) -> int:
 def _run(args, cfg) -> int:
     import transformers
 
-    from mirrorl.trainer.precision import set_threads
+    from mirrorl.trainer.precision import resolve_precision, set_threads
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    set_threads(cfg.run.threads)
+    threads = set_threads(cfg.run.threads)
+    if args.command in ("demo", "sft", "rl", "long2short"):
+        print(f"[mirrorl] {cfg.run.device}, {threads} threads, training in "
+              f"{resolve_precision(cfg.run.precision, cfg.run.device)} (run.precision={cfg.run.precision})",
+              file=sys.stderr)
     if args.command == "tiny-model":
         from mirrorl.models.tiny import create_tiny_model
         from mirrorl.models.tiny_vl import create_tiny_vl_model

@@ -9,6 +9,7 @@ import torch
 import mirrorl.demo
 from mirrorl.cli import main
 from mirrorl.models.loading import load_policy
+from mirrorl.trainer.precision import bf16_supported
 
 QUICK = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "task.heldout_size=8", "task.dev_size=4",
          "task.rl_prompts=40", "task.warmup_size=16", "sft.max_steps=6", "sft.eval_every=3", "sft.batch_size=8",
@@ -66,7 +67,7 @@ def test_demo_quick_run_writes_every_output(tmp_path, monkeypatch):
     assert main(["demo", "--config", "configs/demo.yaml", "--out", str(out), *QUICK, *LONG2SHORT]) == 0
 
 
-def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir):
+def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir, capsys):
     data = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "test.jsonl"
     if not data.exists():
         pytest.skip(f"{data} not found (public GSM8K test split; see README)")
@@ -78,6 +79,8 @@ def test_rl_on_gsm8k_format(tmp_path, tiny_model_dir):
                  "rl.minibatches=1", "rl.max_response_tokens=8", "eval.max_response_tokens=8"]) == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["stage"] == "rl" and records[-1]["step"] == 1 and "reward" in records[-1]
+    expected = "bf16" if bf16_supported("cpu") else "fp32"  # the default run.precision is auto
+    assert f"training in {expected} (run.precision=auto)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, needle", [

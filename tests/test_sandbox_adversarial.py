@@ -78,7 +78,8 @@ CASES = [
     Case("kill every process it may (kill -1)", "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\n"
          "except OSError:\n    pass\ndef f():\n    return 1\n", ["assert f() == 1"], {V.accepted, V.runtime_error}),
     Case("deep recursion (Python frames)", "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n"
-         "    pad = [n] * 200\n    return 1 + f(n + 1)\n", ["assert f(0) > 0"], {V.runtime_error, V.memory_limit}),
+         "    pad = [n] * 200\n    return 1 + f(n + 1)\n", ["assert f(0) > 0"], {V.runtime_error, V.memory_limit},
+         limits={**QUICK, "cpu_s": 10, "wall_s": 12}, max_seconds=15),  # CPU to spare: slow machines took > 2 s
     Case("deep recursion (C stack overflow)", "import sys\nsys.setrecursionlimit(10**8)\nx = None\n"
          "for _ in range(10**6):\n    x = [x]\ndef f():\n    return len(repr(x))\n", ["assert f() > 0"],
          {V.runtime_error}),
