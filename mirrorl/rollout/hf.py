@@ -59,7 +59,7 @@ class HFEngine:
         model: a causal LM (`PreTrainedModel`).
         eos_token_id, pad_token_id: token ids from the tokenizer.
         batch_size: prompts per `generate` call (memory knob).
-        precision: "bf16" (autocast) or "fp32".
+        precision: "bf16" (autocast), "fp32", or "auto" (bf16 where native, `resolve_precision`).
         static_cache: a preallocated KV cache (batch x (input + max_new_tokens) positions per layer) written
             in place, instead of a cache that grows by concatenation and is copied every step.
     The model's image placeholder tokens (`placeholder_token_ids`) are suppressed in every response.

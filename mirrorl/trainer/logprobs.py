@@ -42,7 +42,7 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, precision: 
 
     Args:
         input_ids, attention_mask: (B, L) from `pad_batch`, on the model's device.
-        precision: "bf16" autocast or "fp32" for the forward pass.
+        precision: "bf16" autocast, "fp32", or "auto" (`resolve_precision`) for the forward pass.
         with_entropy: also return the entropy of each next-token distribution (nats, no grad).
         multimodal: the batch's image tensors, e.g. ``pixel_values`` (N_images, 3, H, W), for the
             rows whose prompts hold image placeholders, in row order; None or {} for text.
