@@ -41,7 +41,8 @@ def bf16_supported(device_type: str) -> bool:
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """"bf16" or "fp32" for a `run.precision` setting: "auto" is bf16 where `bf16_supported`, else fp32."""
+    """The precision a `run.precision` setting stands for on `device`: "bf16" or "fp32" unchanged, "auto"
+    as "bf16" where `bf16_supported(device type)` and "fp32" elsewhere."""
     if precision != "auto":
         return precision
     return "bf16" if bf16_supported(torch.device(device).type) else "fp32"
