@@ -4,7 +4,7 @@ import pytest
 
 from mirrorl.config import TaskConfig
 from mirrorl.rewards import score
-from mirrorl.tasks.arithmetic import cot_trace, generate_arithmetic, make_problem
+from mirrorl.tasks.arithmetic import audit_steps, cot_trace, generate_arithmetic, make_problem
 from mirrorl.tasks.datasets import build_datasets
 
 
@@ -76,3 +76,24 @@ def test_jsonl_data_splits_heldout_dev_and_rl_disjointly(tmp_path):
     ids = [{p.id for p in s} for s in (data.heldout, data.dev, data.rl)]
     assert [len(s) for s in ids] == [10, 5, 25]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+
+
+def test_audit_counts_caught_slips_in_generated_traces():
+    rng = random.Random(0)
+    problems = generate_arithmetic(40, seed=3)
+    for p in problems:
+        steps = p.level + 1
+        every = audit_steps(cot_trace(p, rng, slip_rate=1.0))  # each step: a slip, caught, then the right value
+        assert every == {"steps": 2 * steps, "checked": 2 * steps, "wrong": steps, "wrong_checked": steps,
+                         "wrong_caught": steps}
+        half = audit_steps(cot_trace(p, rng, slip_rate=1.0, check_rate=0.5))
+        assert half["steps"] == steps + half["wrong"] and half["unchecked_wrong"] == 0
+        assert half["wrong_caught"] == half["wrong_checked"] == half["wrong"]
+
+
+def test_audit_finds_wrong_steps_that_a_check_passes():
+    response = ("2-1=2 check 2+1=1 ok\n2+9\n2+9=11 check 11-9=2 no\n2+9=12 check 12-9=3 ok\n"
+                "12-4\n12-4=9\nanswer: \\boxed{9}")
+    assert audit_steps(response) == {"steps": 4, "checked": 3, "wrong": 3, "wrong_checked": 2, "false_alarms": 1,
+                                     "check_arithmetic_wrong": 1, "unchecked_wrong": 1}
+    assert audit_steps("no steps here\nanswer: \\boxed{3}") == {}

@@ -15,6 +15,8 @@ recipe re-verifies them anyway).
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
 
 from mirrorl.tasks.problem import Problem
 
@@ -129,3 +131,37 @@ def short_trace(problem: Problem) -> str:
         lines.append(f"{total}{op}{x}={new}")
         total = new
     return "\n".join(lines) + f"\nanswer: \\boxed{{{total}}}"
+
+
+_STEP = re.compile(r"(\d+)([+-])(\d+)=(-?\d+)(?: check (-?\d+)([+-])(\d+)=(-?\d+) (ok|no))?")
+
+
+def audit_steps(response: str) -> Counter:
+    """Count what the steps of a chain of thought in `cot_trace`'s format do: how often the model checks,
+    how often a checked step is wrong, and whether the check catches it (report section 2.2: reflection).
+
+    A step line is ``a op b = c`` (unchecked) or ``a op b = c check c inv b = d ok|no``. Lines of any
+    other form (the rewritten chain, the answer, malformed text) are skipped.
+
+    Returns: a Counter with ``steps``, ``checked``, ``wrong`` (c is not a op b), ``wrong_checked``,
+    ``wrong_caught`` (a wrong checked step marked ``no``), ``false_alarms`` (a right step marked ``no``),
+    ``unchecked_wrong`` and ``check_arithmetic_wrong`` (d is not c inv b); zero counts are absent.
+    """
+    counts: Counter = Counter()
+    for line in response.splitlines():
+        match = _STEP.fullmatch(line.strip())
+        if not match:
+            continue
+        a, op, b, c, d, inv_op, e, f, verdict = match.groups()
+        wrong = _apply(int(a), op, int(b)) != int(c)
+        counts["steps"] += 1
+        counts["wrong"] += wrong
+        if verdict is None:
+            counts["unchecked_wrong"] += wrong
+            continue
+        counts["checked"] += 1
+        counts["wrong_checked"] += wrong
+        counts["wrong_caught"] += wrong and verdict == "no"
+        counts["false_alarms"] += not wrong and verdict == "no"
+        counts["check_arithmetic_wrong"] += _apply(int(d), inv_op, int(e)) != int(f)
+    return +counts
