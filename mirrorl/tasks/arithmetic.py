@@ -7,7 +7,7 @@ The gold answer is the final total. Responses end with ``\\boxed{n}`` so rewards
 
 `cot_trace` writes the warm-up chain of thought the k1.5 report asks for (section 2.2: planning,
 evaluation of intermediate steps, reflection): it announces a plan, computes one step per line,
-checks every step by the inverse operation, and now and then makes a slip that the check catches and
+checks steps by the inverse operation, and now and then makes a slip that the check catches and
 corrects. Only traces whose final answer verifies are used (they always do, by construction; the SFT
 recipe re-verifies them anyway).
 """
@@ -70,25 +70,32 @@ def generate_arithmetic(n: int, seed: int, levels: tuple[int, ...] = LEVELS,
     return out
 
 
-def _inverse(total: int, op: str, x: int) -> str:
-    """The check for `prev op x = total`: undo the step (the result must equal `prev`)."""
+def _check(prev: int, op: str, x: int, total: int) -> str:
+    """The check of the step `prev op x = total`: undo it and compare with `prev`, ``ok`` or ``no``.
+
+    The comparison is written out (``12+3=15 vs 15 ok``), so the verdict follows from two numbers side
+    by side. Without the comparison the warm-up model learnt to write verdicts that hardly depended on
+    the numbers (README, "Latest demo figures"; `bench/reflection_audit.py`).
+    """
     inv = "-" if op == "+" else "+"
-    return f"{total}{inv}{x}={_apply(total, inv, x)}"
+    undone = _apply(total, inv, x)
+    return f"check {total}{inv}{x}={undone} vs {prev} {'ok' if undone == prev else 'no'}"
 
 
 def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15, check_rate: float = 1.0) -> str:
     """A verified long chain of thought for `problem`, ending in ``\\boxed{answer}``.
 
     The trace works left to right: it computes the first operation, checks it by the inverse
-    operation, then rewrites what is left of the chain with the result in front, until one number
+    operation (the undone step compared with the number it started from), then rewrites what is left
+    of the chain with the result in front, until one number
     remains. The rewritten line is the plan for the rest of the work, and because every step only
     reads the front of the line above it, the procedure is the same however long the chain is.
     Example for ``7+8-3=?`` with one slip that the check catches::
 
-        7+8=15 check 15-8=7 ok
+        7+8=15 check 15-8=7 vs 7 ok
         15-3
-        15-3=11 check 11+3=14 no
-        15-3=12 check 12+3=15 ok
+        15-3=11 check 11+3=14 vs 15 no
+        15-3=12 check 12+3=15 vs 15 ok
         answer: \\boxed{12}
 
     With ``check_rate < 1`` a step goes unchecked (``15-3=12``, and no slip, which only a check could
@@ -108,8 +115,8 @@ def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15, che
         else:
             if rng.random() < slip_rate:
                 wrong = new + rng.choice((-1, 1)) if new > 0 else new + 1
-                lines.append(f"{total}{op}{x}={wrong} check {_inverse(wrong, op, x)} no")
-            lines.append(f"{total}{op}{x}={new} check {_inverse(new, op, x)} ok")
+                lines.append(f"{total}{op}{x}={wrong} {_check(total, op, x, wrong)}")
+            lines.append(f"{total}{op}{x}={new} {_check(total, op, x, new)}")
         total = new
         if i + 1 < len(steps):
             lines.append(str(total) + "".join(f"{o}{y}" for o, y in steps[i + 1:]))
@@ -133,15 +140,15 @@ def short_trace(problem: Problem) -> str:
     return "\n".join(lines) + f"\nanswer: \\boxed{{{total}}}"
 
 
-_STEP = re.compile(r"(\d+)([+-])(\d+)=(-?\d+)(?: check (-?\d+)([+-])(\d+)=(-?\d+) (ok|no))?")
+_STEP = re.compile(r"(\d+)([+-])(\d+)=(-?\d+)(?: check (-?\d+)([+-])(\d+)=(-?\d+)(?: vs (-?\d+))? (ok|no))?")
 
 
 def audit_steps(response: str) -> Counter:
     """Count what the steps of a chain of thought in `cot_trace`'s format do: how often the model checks,
     how often a checked step is wrong, and whether the check catches it (report section 2.2: reflection).
 
-    A step line is ``a op b = c`` (unchecked) or ``a op b = c check c inv b = d ok|no``. Lines of any
-    other form (the rewritten chain, the answer, malformed text) are skipped.
+    A step line is ``a op b = c`` (unchecked) or ``a op b = c check c inv b = d [vs a] ok|no``. Lines of
+    any other form (the rewritten chain, the answer, malformed text) are skipped.
 
     Returns: a Counter with ``steps``, ``checked``, ``wrong`` (c is not a op b), ``wrong_checked``,
     ``wrong_caught`` (a wrong checked step marked ``no``), ``false_alarms`` (a right step marked ``no``),
@@ -152,7 +159,7 @@ def audit_steps(response: str) -> Counter:
         match = _STEP.fullmatch(line.strip())
         if not match:
             continue
-        a, op, b, c, d, inv_op, e, f, verdict = match.groups()
+        a, op, b, c, d, inv_op, e, f, _prev, verdict = match.groups()
         wrong = _apply(int(a), op, int(b)) != int(c)
         counts["steps"] += 1
         counts["wrong"] += wrong
