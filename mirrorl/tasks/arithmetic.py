@@ -87,9 +87,9 @@ def cot_trace(problem: Problem, rng: random.Random, slip_rate: float = 0.15, che
 
     The trace works left to right: it computes the first operation, checks it by the inverse
     operation (the undone step compared with the number it started from), then rewrites what is left
-    of the chain with the result in front, until one number
-    remains. The rewritten line is the plan for the rest of the work, and because every step only
-    reads the front of the line above it, the procedure is the same however long the chain is.
+    of the chain with the result in front, until one number remains. The rewritten line is the plan
+    for the rest of the work, and because every step only reads the front of the line above it, the
+    procedure is the same however long the chain is.
     Example for ``7+8-3=?`` with one slip that the check catches::
 
         7+8=15 check 15-8=7 vs 7 ok
@@ -140,7 +140,7 @@ def short_trace(problem: Problem) -> str:
     return "\n".join(lines) + f"\nanswer: \\boxed{{{total}}}"
 
 
-_STEP = re.compile(r"(\d+)([+-])(\d+)=(-?\d+)(?: check (-?\d+)([+-])(\d+)=(-?\d+)(?: vs (-?\d+))? (ok|no))?")
+_STEP = re.compile(r"(\d+)([+-])(\d+)=(-?\d+)(?: check (-?\d+)([+-])(\d+)=(-?\d+)(?: vs -?\d+)? (ok|no))?")
 
 
 def audit_steps(response: str) -> Counter:
@@ -159,7 +159,7 @@ def audit_steps(response: str) -> Counter:
         match = _STEP.fullmatch(line.strip())
         if not match:
             continue
-        a, op, b, c, d, inv_op, e, f, _prev, verdict = match.groups()
+        a, op, b, c, d, inv_op, e, f, verdict = match.groups()
         wrong = _apply(int(a), op, int(b)) != int(c)
         counts["steps"] += 1
         counts["wrong"] += wrong
