@@ -97,3 +97,16 @@ def test_audit_finds_wrong_steps_that_a_check_passes():
     assert audit_steps(response) == {"steps": 4, "checked": 3, "wrong": 3, "wrong_checked": 2, "false_alarms": 1,
                                      "check_arithmetic_wrong": 1, "unchecked_wrong": 1}
     assert audit_steps("no steps here\nanswer: \\boxed{3}") == {}
+
+
+def test_checks_write_the_comparison_that_decides_the_verdict():
+    rng = random.Random(1)
+    checks = [line for p in generate_arithmetic(100, seed=4) for line in cot_trace(p, rng, slip_rate=0.5).splitlines()
+              if " check " in line]
+    assert any(c.endswith(" no") for c in checks) and any(c.endswith(" ok") for c in checks)
+    for line in checks:  # "a op b=c check c inv b=d vs a ok|no": the verdict is d == a
+        step, check = line.split(" check ")
+        undone, rest = check.split("=")[1].split(" vs ")
+        prev, verdict = rest.split()
+        assert prev == step.split("+")[0].split("-")[0]
+        assert verdict == ("ok" if undone == prev else "no")
