@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/rollout_engines.py [--model DIR | --sizes 3m 20m] [--prompts 256] [--new-tokens 224]
 
-All three sample at temperature 1 from the same prompts (the demo task's RL prompts) with the same token
+`HFEngine, 1 call` is the HF engine with `rollout.chunk_tokens=0`: every batch in one `generate` call, so
+finished rows are decoded until the longest ends; `HFEngine` (default `rollout.chunk_tokens`) drops them
+between chunks. All sample at temperature 1 from the same prompts (the demo task's RL prompts) with the same token
 limit, stopping at end-of-sequence. Each backend runs in its own subprocess (vLLM binds the process's
 threads; torch fixes its thread pool at start-up): one warm-up call, then `--repeats` timed calls; the
 median tokens/s (generated tokens, end-of-sequence included, padding not) and its ratio to plain
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from train_step import SIZES  # name -> (hidden, layers, heads): the demo model, ~20M, ~100M
 
-NAMES = {"generate": "model.generate", "hf": "HFEngine", "vllm": "VLLMEngine"}
+NAMES = {"generate": "model.generate", "hf_one_call": "HFEngine, 1 call", "hf": "HFEngine", "vllm": "VLLMEngine"}
 
 WORKER = r"""
 import json, statistics, sys, time, torch, transformers
@@ -40,7 +42,8 @@ from mirrorl.trainer.precision import set_threads
 if __name__ == "__main__":
     backend, model_dir, n, new, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     set_threads(0)
-    cfg = load_config(None, [f"model.path={model_dir}", "rl.temperature=1.0"])
+    one_call = ["rollout.chunk_tokens=0"] if backend == "hf_one_call" else []
+    cfg = load_config(None, [f"model.path={model_dir}", "rl.temperature=1.0"] + one_call)
     model, tok = load_policy(model_dir)
     prompts = [encode_prompt(tok, p.prompt) for p in build_datasets(cfg.task, 0).rl[:n]]
     start = time.perf_counter()
@@ -56,7 +59,7 @@ if __name__ == "__main__":
             ended = (out == tok.eos_token_id).cumsum(1)  # tokens up to and including the first end-of-sequence
             return int(((ended == 0) | ((ended == 1) & (out == tok.eos_token_id))).sum())
     else:
-        if backend == "hf":
+        if backend.startswith("hf"):
             from mirrorl.rollout.hf import HFEngine
             engine = HFEngine.from_config(model, tok, cfg)
         else:
@@ -83,7 +86,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    backends = ["generate", "hf"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
+    backends = ["generate", "hf_one_call", "hf"] + (["vllm"] if importlib.util.find_spec("vllm") else [])
     if "vllm" not in backends:
         print("vLLM not installed (make install-vllm): VLLMEngine left out")
     if args.model:

@@ -159,6 +159,10 @@ class RolloutConfig:
     static_cache: bool = opt(True, "hf: preallocate the KV cache for the batch's prompt + max_new_tokens and write it "
                              "in place (transformers' static cache) instead of growing it by concatenation every "
                              "step; on the demo model 1.37x faster at 256 rows per call, 1.08x at 128 (bench/README.md)")
+    chunk_tokens: int = opt(16, "hf: tokens per generate call; between calls the rows that finished leave the batch "
+                            "with their KV cache, so a batch costs the sum of its response lengths rather than rows "
+                            "x the longest (1.60x tokens/s on the demo's warm-up model, bench/README.md); 0 = one "
+                            "call per batch (every row runs until the longest ends)")
     vllm_kv_cache_mb: int = opt(512, "vllm: memory for the KV cache, MiB (sets vLLM's kv_cache_memory_bytes)")
     vllm_max_model_len: int = opt(0, "vllm: longest prompt + response in tokens; 0 = the model's max_position_embeddings")
 
@@ -340,7 +344,8 @@ _NON_NEGATIVE = ("rl.length_penalty_weight", "rl.length_penalty_warmup", "rl.suc
                  "long2short.merge_tolerance", "dpo.nll_weight", "curate.temperature", "curate.max_pass_rate",
                  "curate.guess_samples", "curate.guess_temperature", "validate.min_valid_tests", "judge.temperature",
                  "distributed.num_cpus",
-                 "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len")
+                 "distributed.gpus_per_worker", "distributed.max_restarts", "rollout.vllm_max_model_len",
+                 "rollout.chunk_tokens")
 _AT_MOST_ONE = ("rl.top_p", "rl.success_ema", "rl.success_initial", "rl.priority_floor", "rl.curriculum_hard_success",
                 "sft.min_lr_ratio", "task.slip_rate", "task.check_rate", "curate.max_pass_rate",
                 "validate.test_agreement", "validate.problem_pass")

@@ -46,27 +46,31 @@ def test_normal_reasoning_text_is_not_a_loop(tiny_model_dir):
 
 
 class Script(LogitsProcessor):
-    """Forces row r of `generate` to emit scripts[r][step] (then end-of-sequence): greedy decoding of a fixed text."""
+    """Forces `generate` to emit scripts[i][step] (then end-of-sequence) in the row whose input (its first
+    `width` tokens) is inputs[i]: greedy decoding of a fixed text, also while finished rows leave the batch."""
 
-    def __init__(self, scripts, width, eos):
-        self.scripts, self.width, self.eos = scripts, width, eos
+    def __init__(self, scripts, inputs, width, eos):
+        self.scripts = {tuple(x): s for x, s in zip(inputs, scripts)}
+        self.width, self.eos = width, eos
 
     def __call__(self, input_ids, scores):
         step = input_ids.shape[1] - self.width
         forced = torch.full_like(scores, -float("inf"))
-        for row, script in enumerate(self.scripts):
+        for row, ids in enumerate(input_ids[:, :self.width].tolist()):
+            script = self.scripts[tuple(ids)]
             forced[row, script[step] if step < len(script) else self.eos] = 0.0
         return forced
 
 
-def _engine(tiny_model_dir, monkeypatch, scripts, width):
+def _engine(tiny_model_dir, monkeypatch, scripts, inputs, chunk_tokens):
     model, tok = load_policy(tiny_model_dir)
     monkeypatch.setattr(model, "generate", partial(model.generate, logits_processor=LogitsProcessorList(
-        [Script(scripts, width, tok.eos_token_id)])))
-    return HFEngine(model, tok.eos_token_id, tok.pad_token_id, precision="fp32"), tok
+        [Script(scripts, inputs, len(inputs[0]), tok.eos_token_id)])))
+    return HFEngine(model, tok.eos_token_id, tok.pad_token_id, precision="fp32", chunk_tokens=chunk_tokens), tok
 
 
-def test_engine_stops_a_looping_row_as_repeat_and_lets_the_others_run(tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("chunk_tokens", [0, 5])  # one generate call per batch; 5 tokens per call
+def test_engine_stops_a_looping_row_as_repeat_and_lets_the_others_run(tiny_model_dir, monkeypatch, chunk_tokens):
     _, tok = load_policy(tiny_model_dir)
     enc = partial(tok, add_special_tokens=False)
     prompts = [enc(f"{d}+{d}=?\n")["input_ids"] for d in (1, 2, 3)]
@@ -74,7 +78,7 @@ def test_engine_stops_a_looping_row_as_repeat_and_lets_the_others_run(tiny_model
     normal = enc(cot_trace(problem, random.Random(0)))["input_ids"]
     late_loop = enc("let me see: " + "12+3=15\n" * 40)["input_ids"]
     scripts = [enc("ab" * 200)["input_ids"], normal, late_loop]
-    engine, _ = _engine(tiny_model_dir, monkeypatch, scripts, width=len(prompts[0]))
+    engine, _ = _engine(tiny_model_dir, monkeypatch, scripts, prompts, chunk_tokens)
     budget = len(normal) + 1
     assert budget < min(len(scripts[0]), len(late_loop))
     looping = SamplingParams(temperature=0, max_new_tokens=budget, repeat_window_tokens=16, repeat_max_period_tokens=8)
@@ -92,13 +96,12 @@ def test_prefix_counts_as_response_but_the_prompt_does_not(tiny_model_dir, monke
     _, tok = load_policy(tiny_model_dir)
     loop = tok("ab" * 30, add_special_tokens=False)["input_ids"]
     text = tok("7-5=2 check 2+5=7 ok\n", add_special_tokens=False)["input_ids"]
-    prompts = [loop[:20], tok("1+2+3+4+5+6+7+8+9+10", add_special_tokens=False)["input_ids"]]
-    prefixes = [loop[20:34], []]  # 14 loop tokens generated earlier; no prefix
-    scripts = [loop[34:], text]   # keeps looping; the second row writes text after a repetitive prompt ...
-    prompts[1] = loop[:20]        # ... so both inputs have the same width
-    engine, _ = _engine(tiny_model_dir, monkeypatch, scripts, width=34)
+    prompts = [loop[:20], loop[:20]]         # a loop of 20 tokens: it must not count
+    prefixes = [loop[20:34], loop[21:35]]    # 14 loop tokens generated earlier (shifted by one: the rows differ)
+    scripts = [loop[34:], text]              # the first row keeps looping, the second writes text
+    engine, _ = _engine(tiny_model_dir, monkeypatch, scripts, [p + q for p, q in zip(prompts, prefixes)], 5)
     params = SamplingParams(temperature=0, max_new_tokens=40, repeat_window_tokens=16, repeat_max_period_tokens=8)
-    cont, fresh = engine.generate(prompts, params, prefixes=[prefixes[0], loop[20:34]])
+    cont, fresh = engine.generate(prompts, params, prefixes=prefixes)
     assert (cont.finish_reason, cont.token_ids) == ("repeat", loop[34:36])  # 14 + 2 = 16 response tokens
     assert cont.prompt_ids == prompts[0]
     assert fresh.finish_reason == "stop" and fresh.token_ids == text + [tok.eos_token_id]

@@ -17,6 +17,7 @@ from mirrorl.rollout.engine import SamplingParams, memory_in_use_bytes
 from mirrorl.rollout.hf import HFEngine
 from mirrorl.rollout.replay_buffer import Trajectory, extend_rollouts
 from mirrorl.rollout.repeat import first_loop_end
+from mirrorl.tasks.arithmetic import generate_arithmetic
 from mirrorl.trainer.logprobs import pad_batch, token_logprobs
 
 PROMPTS = ["1+2=?", "7-3+4=?", "9+9-1+2=?", "5=?"]
@@ -75,6 +76,24 @@ def test_hf_engine_static_cache_generates_what_the_growing_cache_does(model_dir,
     assert [s.finish_reason for s in outputs[0]] == [s.finish_reason for s in outputs[1]]
     for a, b in zip(*outputs):
         torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_hf_engine_chunks_generate_what_one_call_does(model_dir, static):
+    """Between chunks the rows that finished leave the batch with their KV cache; the rows that go on must
+    generate exactly what they generate when every row runs to the end in one call."""
+    model = perturbed_policy(model_dir, scale=0.3)  # untrained weights repeat one token; these end at varied steps
+    _, tok = load_policy(model_dir)
+    prompts = [tok(p.prompt)["input_ids"] for p in generate_arithmetic(24, seed=0)]
+    params = SamplingParams(temperature=0, max_new_tokens=30, logprobs=True)
+    one_call, chunked = (HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=16, static_cache=static,
+                                  chunk_tokens=chunk).generate(prompts, params) for chunk in (0, 4))
+    assert [s.token_ids for s in chunked] == [s.token_ids for s in one_call]
+    assert [s.finish_reason for s in chunked] == [s.finish_reason for s in one_call]
+    stopped = [len(s.token_ids) for s in one_call if s.finish_reason == "stop"]
+    assert len(set(stopped)) >= 3 and len(stopped) < len(prompts)  # rows left at several chunks; some ran to the limit
+    for a, b in zip(one_call, chunked):
+        torch.testing.assert_close(torch.tensor(b.logprobs), torch.tensor(a.logprobs), rtol=1e-4, atol=1e-5)
 
 
 def test_cpu_loads_eager_attention_that_generates_what_sdpa_does(model_dir, encoded):
