@@ -79,15 +79,23 @@ def test_hf_engine_static_cache_generates_what_the_growing_cache_does(model_dir,
 
 
 @pytest.mark.parametrize("static", [True, False])
-def test_hf_engine_chunks_generate_what_one_call_does(model_dir, static):
+def test_hf_engine_chunks_generate_what_one_call_does(model_dir, static, monkeypatch):
     """Between chunks the rows that finished leave the batch with their KV cache; the rows that go on must
     generate exactly what they generate when every row runs to the end in one call."""
     model = perturbed_policy(model_dir, scale=0.3)  # untrained weights repeat one token; these end at varied steps
     _, tok = load_policy(model_dir)
     prompts = [tok(p.prompt)["input_ids"] for p in generate_arithmetic(24, seed=0)]
     params = SamplingParams(temperature=0, max_new_tokens=30, logprobs=True)
-    one_call, chunked = (HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=16, static_cache=static,
-                                  chunk_tokens=chunk).generate(prompts, params) for chunk in (0, 4))
+    one_call = HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=16, static_cache=static,
+                        chunk_tokens=0).generate(prompts, params)
+    rows_per_call = []
+    generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: rows_per_call.append(len(kw["input_ids"])) or generate(**kw))
+    chunked = HFEngine(model, tok.eos_token_id, tok.pad_token_id, batch_size=16, static_cache=static,
+                       chunk_tokens=4).generate(prompts, params)
+    assert len(rows_per_call) == 16  # two batches (16 + 8 prompts), each 30 tokens in 8 calls of at most 4
+    for calls, size in ((rows_per_call[:8], 16), (rows_per_call[8:], 8)):  # finished rows left between calls
+        assert calls == sorted(calls, reverse=True) and calls[0] == size and calls[-1] < size
     assert [s.token_ids for s in chunked] == [s.token_ids for s in one_call]
     assert [s.finish_reason for s in chunked] == [s.finish_reason for s in one_call]
     stopped = [len(s.token_ids) for s in one_call if s.finish_reason == "stop"]
