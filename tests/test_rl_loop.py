@@ -191,7 +191,7 @@ def test_loop_stopped_responses_score_zero_minus_the_repeat_penalty(tiny_model_d
 
 EVERY_FEATURE = ["rl.partial_rollout_tokens=6", "rl.sampler=prioritized", "rl.length_penalty_weight=0.2",
                  "rl.repeat_window_tokens=8", "rl.repeat_max_period_tokens=4", "rl.repeat_penalty=0.1",
-                 "rl.iterations=5"]
+                 "rl.reference_logprobs=engine", "rl.iterations=5"]
 
 
 def test_partial_rollouts_and_samplers_resume_like_a_straight_run(tiny_model_dir, tmp_path, monkeypatch):
