@@ -61,7 +61,8 @@ class TaskConfig:
     heldout_size: int = opt(400, "held-out prompts for evaluation, spread evenly over levels")
     dev_size: int = opt(100, "dev prompts for SFT early stopping (disjoint from held-out)")
     rl_prompts: int = opt(4000, "generated task: size of the RL prompt pool (gold answers only, no traces)")
-    warmup_levels: list = opt([1, 2], "generated task: levels that get warm-up chain-of-thought traces")
+    warmup_levels: list = opt([1, 2], "generated task: levels that get warm-up chain-of-thought traces, drawn round "
+                              "robin from this list (a level listed three times gets three times the traces)")
     warmup_size: int = opt(3000, "generated task: number of verified warm-up traces (only for warmup_levels)")
     slip_rate: float = opt(0.15, "generated traces: probability a step shows a slip that the check catches")
     check_rate: float = opt(1.0, "generated traces: probability a step is checked by the inverse operation "

@@ -63,6 +63,13 @@ def test_splits_are_disjoint_and_deterministic():
     assert {row["level"] for row in a.warmup} <= set(cfg.warmup_levels)
 
 
+def test_a_level_listed_twice_gets_twice_the_warmup_traces():
+    cfg = TaskConfig(heldout_size=8, dev_size=8, rl_prompts=8, warmup_size=300, warmup_levels=[1, 1, 3],
+                     check_rate=0.0)
+    levels = [row["level"] for row in build_datasets(cfg, seed=0).warmup]
+    assert levels.count(1) == 2 * levels.count(3) == 200 and set(levels) == {1, 3}
+
+
 def test_exhausted_level_is_an_error():
     with pytest.raises(ValueError, match="level 1"):
         generate_arithmetic(10, seed=0, levels=(1,), exclude={f"arith-{i}" for i in range(0)} | {
