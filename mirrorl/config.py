@@ -323,7 +323,8 @@ class ConfigError(ValueError):
 
 _CHOICES = {"run.precision": ("auto", "bf16", "fp32"), "run.generation_precision": ("auto", "bf16", "fp32"),
             "rl.loss": ("k15", "grpo", "rloo", "rest"), "rl.sampler": ("uniform", "prioritized", "curriculum"),
-            "rl.optimizer": ("adamw", "sgd"), "rl.reference_logprobs": ("trainer", "engine"), "task.generated": ("arithmetic", "vision"),
+            "rl.optimizer": ("adamw", "sgd"), "rl.reference_logprobs": ("trainer", "engine"),
+            "task.generated": ("arithmetic", "vision"),
             "rl.reward": ("rules", "judge", "rules_then_judge"),
             "judge.backend": ("http", "hf"),
             "distributed.backend": ("local", "ray"), "distributed.trainer_strategy": ("ddp", "fsdp"),

@@ -200,7 +200,7 @@ def _align(ref: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     """Scatter 1-D reference log-probs back into a (B, T) tensor shaped like `mask`."""
     full = torch.zeros_like(mask)
     for row, values in enumerate(ref):
-        full[row, mask[row].bool()] = values
+        full[row, mask[row].bool()] = values.to(full)  # the engine's values arrive on the CPU
     return full
 
 
