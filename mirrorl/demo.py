@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from mirrorl.config import Config, ConfigError, load_config, save_config
@@ -88,7 +89,9 @@ def run_demo(cfg: Config) -> dict:
     save_config(cfg, saved)
     data = build_datasets(cfg.task, cfg.run.seed)
     save_datasets(data, out / "data")
-    print(f"[demo] {len(data.warmup)} warm-up traces (levels {list(cfg.task.warmup_levels)}), "
+    per_level = Counter(row["level"] for row in data.warmup)
+    print(f"[demo] {len(data.warmup)} warm-up traces (per level: "
+          f"{', '.join(f'{level}: {n}' for level, n in sorted(per_level.items()))}), "
           f"{len(data.rl)} RL prompts, {len(data.heldout)} held-out, {len(data.dev)} dev")
 
     base = Path(cfg.model.path) if cfg.model.path else out / "base_model"
