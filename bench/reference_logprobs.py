@@ -44,7 +44,10 @@ def main() -> None:
     args = parser.parse_args()
     transformers.utils.logging.disable_progress_bar()
     set_threads(0)
-    cfg = load_config(args.run_dir / "config.yaml", ["rollout.logprob_parity=false"])
+    cfgs = {source: load_config(args.run_dir / "config.yaml",
+                                ["rollout.logprob_parity=false", f"rl.reference_logprobs={source}"])
+            for source in ("trainer", "engine")}
+    cfg = cfgs["trainer"]
     model, tokenizer = load_policy(args.run_dir / "sft" / "model")
     problems = random.Random(0).sample(load_run_datasets(args.run_dir / "data").rl, args.prompts)
     k = cfg.rl.samples_per_prompt
@@ -59,13 +62,11 @@ def main() -> None:
     tokens = sum(len(t.response_ids) for t in batch)
     print(f"{len(batch)} responses, {tokens} response tokens, reward {sum(t.reward for t in batch) / len(batch):.3f}")
     start = copy.deepcopy(model.state_dict())
-    seconds, weights = {"trainer": [], "engine": []}, {}
+    seconds, weights = {source: [] for source in cfgs}, {}
     for repeat in range(args.repeats + 1):  # the first round warms up allocations and is not timed
-        for source in seconds:
+        for source, run_cfg in cfgs.items():
             model.load_state_dict(start)
             optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
-            run_cfg = load_config(args.run_dir / "config.yaml",
-                                  ["rollout.logprob_parity=false", f"rl.reference_logprobs={source}"])
             began = time.perf_counter()
             policy_update(model, optimizer, batch, advantages, run_cfg, torch.Generator().manual_seed(0), len(batch), 0)
             if repeat:
